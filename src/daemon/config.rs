@@ -1,0 +1,364 @@
+//! The daemon's configuration: the TOML file, flag overrides, defaults and validation.
+//! No other module reads the environment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::catalog::{Tier, TierOverride};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// Values given on the command line; they win over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub tcp: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub docker: DockerConfig,
+    pub images: BTreeMap<String, ImageConfig>,
+    pub tiers: BTreeMap<Tier, TierOverride>,
+    pub terminal: TerminalConfig,
+    pub events: EventsConfig,
+    pub reaper: ReaperConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub socket: PathBuf,
+    /// Octal permission bits of the Unix socket, e.g. "0660".
+    pub socket_mode: String,
+    /// Group owning the Unix socket; empty keeps the daemon's own group.
+    pub socket_group: String,
+    /// TCP listener; off unless set.
+    pub tcp: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    /// How many creations run their pipeline at once; the rest wait in `validating`.
+    pub max_concurrent_creations: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Tier given to local accounts that first connect over the Unix socket.
+    pub local_tier: Tier,
+    /// Members of this group are admins over the Unix socket (uid 0 always is).
+    pub admin_group: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerConfig {
+    /// Path of the Docker engine's Unix socket.
+    pub socket: PathBuf,
+    /// Network for containers: a bridge network rexecd creates if missing, or `none`.
+    pub network: String,
+    pub pids_limit: i64,
+    /// Capabilities added back after `CapDrop: ["ALL"]`.
+    pub cap_add: Vec<String>,
+    /// Run Docker's init (tini) as PID 1 so signals and zombies are handled.
+    pub init: bool,
+    pub stop_timeout_seconds: u32,
+    /// Extra labels put on every Docker object (tests use this to find their own).
+    pub extra_labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    /// The Docker reference the catalog name maps to.
+    pub docker: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub min_tier: Option<Tier>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TerminalConfig {
+    pub reconnect_grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// How many events are kept for `?since=` replay.
+    pub retain: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReaperConfig {
+    pub interval_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `rexec=debug`.
+    pub level: String,
+}
+
+/// Where the daemon puts its files when no path is configured: system paths as root, the
+/// XDG directories otherwise.
+struct DefaultPaths {
+    socket: PathBuf,
+    data_dir: PathBuf,
+    config: PathBuf,
+}
+
+fn default_paths() -> DefaultPaths {
+    if nix::unistd::geteuid().is_root() {
+        return DefaultPaths {
+            socket: "/run/rexec/rexecd.sock".into(),
+            data_dir: "/var/lib/rexec".into(),
+            config: "/etc/rexec/rexecd.toml".into(),
+        };
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".local/share"));
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".config"));
+    DefaultPaths {
+        socket: runtime.join("rexec/rexecd.sock"),
+        data_dir: data.join("rexec"),
+        config: config.join("rexec/rexecd.toml"),
+    }
+}
+
+/// The socket path a client uses when none is given: the same default the daemon binds.
+pub fn default_socket_path() -> PathBuf {
+    default_paths().socket
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let paths = default_paths();
+        Self {
+            socket: paths.socket,
+            socket_mode: "0660".into(),
+            socket_group: "rexec".into(),
+            tcp: None,
+            data_dir: paths.data_dir,
+            max_concurrent_creations: 4,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            local_tier: Tier::Pro,
+            admin_group: "rexec-admin".into(),
+        }
+    }
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self {
+            socket: "/var/run/docker.sock".into(),
+            network: "rexec".into(),
+            pids_limit: 1024,
+            cap_add: [
+                "CHOWN",
+                "DAC_OVERRIDE",
+                "FOWNER",
+                "FSETID",
+                "KILL",
+                "SETGID",
+                "SETUID",
+                "NET_BIND_SERVICE",
+            ]
+            .map(String::from)
+            .to_vec(),
+            init: true,
+            stop_timeout_seconds: 10,
+            extra_labels: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for TerminalConfig {
+    fn default() -> Self {
+        Self {
+            reconnect_grace_seconds: 300,
+        }
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self { retain: 10_000 }
+    }
+}
+
+impl Default for ReaperConfig {
+    fn default() -> Self {
+        Self {
+            interval_seconds: 30,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the config file (the default one only if it exists), then applies the flags.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
+        let (path, required) = match &overrides.config {
+            Some(p) => (p.clone(), true),
+            None => (default_paths().config, false),
+        };
+        let mut config = match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text).map_err(|source| ConfigError::Parse {
+                path: path.clone(),
+                source: Box::new(source),
+            })?,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Self::default(),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        if let Some(s) = &overrides.socket {
+            config.server.socket = s.clone();
+        }
+        if let Some(d) = &overrides.data_dir {
+            config.server.data_dir = d.clone();
+        }
+        if let Some(t) = overrides.tcp {
+            config.server.tcp = Some(t);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.socket_mode()?;
+        if self.server.max_concurrent_creations == 0 {
+            return Err(ConfigError::Invalid(
+                "server.max_concurrent_creations must be at least 1".into(),
+            ));
+        }
+        if self.docker.network.is_empty() {
+            return Err(ConfigError::Invalid(
+                "docker.network must not be empty".into(),
+            ));
+        }
+        for (name, image) in &self.images {
+            if image.docker.trim().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "images.\"{name}\".docker must not be empty"
+                )));
+            }
+        }
+        if self.reaper.interval_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "reaper.interval_seconds must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn socket_mode(&self) -> Result<u32, ConfigError> {
+        u32::from_str_radix(self.server.socket_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "server.socket_mode {:?} is not an octal mode",
+                    self.server.socket_mode
+                ))
+            })
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.server.data_dir.join("rexec.redb")
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.server.data_dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_keys_the_tests_rely_on() {
+        let c = Config::parse(
+            r#"
+            [docker]
+            network = "none"
+            [images."alpine:latest"]
+            docker = "rexec-test/busybox:latest"
+            [tiers.free]
+            session_seconds = 5
+            [terminal]
+            reconnect_grace_seconds = 7
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.docker.network, "none");
+        assert_eq!(
+            c.images["alpine:latest"].docker,
+            "rexec-test/busybox:latest"
+        );
+        assert_eq!(c.tiers[&Tier::Free].session_seconds, Some(5));
+        assert_eq!(c.terminal.reconnect_grace_seconds, 7);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_modes() {
+        assert!(Config::parse("[server]\nsokcet = \"/x\"").is_err());
+        let c = Config::parse("[server]\nsocket_mode = \"999\"").unwrap();
+        assert!(c.validate().is_err());
+        let c = Config::parse("[server]\nsocket_mode = \"0600\"").unwrap();
+        assert_eq!(c.socket_mode().unwrap(), 0o600);
+    }
+}

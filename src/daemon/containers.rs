@@ -1,0 +1,591 @@
+//! Container lifecycle: create (validation, limits, clamping), start, stop, delete,
+//! settings. No HTTP types; the pipeline itself is `provision`'s.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use super::auth::User;
+use super::catalog::{Catalog, CUSTOM_IMAGE};
+use super::clock;
+use super::engine::{Availability, Engine, EngineError};
+use super::error::{Error, Result};
+use super::names;
+use super::provision::Provisioner;
+use super::registry::{self, Emit, Registry};
+use super::spec::SpecBuilder;
+use super::store::{ContainerRecord, RecordStage, RecordStatus, ShellRecord};
+use crate::api;
+
+pub const CREATE_MESSAGE: &str =
+    "Container is being created. This may take a moment if the image needs to be pulled.";
+
+/// The create body as received: resource fields stay raw so that rule 6 can name them.
+#[derive(Debug, Deserialize)]
+struct RawCreate {
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    custom_image: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    shell: Option<api::ShellOptions>,
+    #[serde(default)]
+    memory_mb: Option<serde_json::Value>,
+    #[serde(default)]
+    cpu_shares: Option<serde_json::Value>,
+    #[serde(default)]
+    disk_mb: Option<serde_json::Value>,
+    #[serde(default)]
+    environment: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+fn positive(field: &str, v: Option<serde_json::Value>) -> Result<Option<u64>> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => Ok(n.as_u64()),
+        Some(_) => Err(Error::BadRequest(format!(
+            "invalid {field}: must be a positive integer"
+        ))),
+    }
+}
+
+fn shell_record(s: Option<api::ShellOptions>) -> ShellRecord {
+    let s = s.unwrap_or_default();
+    ShellRecord {
+        enhanced: s.enhanced,
+        theme: s.theme,
+        autosuggestions: s.autosuggestions,
+        syntax_highlight: s.syntax_highlight,
+        history_search: s.history_search,
+        git_aliases: s.git_aliases,
+        system_stats: s.system_stats,
+        use_tmux: s.use_tmux,
+    }
+}
+
+fn valid_env_name(k: &str) -> bool {
+    !k.is_empty() && !k.contains(['=', '\0']) && k.len() <= 256
+}
+
+pub struct Containers {
+    pub registry: Arc<Registry>,
+    engine: Arc<dyn Engine>,
+    availability: Arc<Availability>,
+    catalog: Arc<Catalog>,
+    provisioner: Arc<Provisioner>,
+    spec: Arc<SpecBuilder>,
+}
+
+impl Containers {
+    pub fn new(
+        registry: Arc<Registry>,
+        engine: Arc<dyn Engine>,
+        availability: Arc<Availability>,
+        catalog: Arc<Catalog>,
+        provisioner: Arc<Provisioner>,
+        spec: Arc<SpecBuilder>,
+    ) -> Self {
+        Self {
+            registry,
+            engine,
+            availability,
+            catalog,
+            provisioner,
+            spec,
+        }
+    }
+
+    fn find(&self, user: &User, key: &str) -> Result<ContainerRecord> {
+        self.registry
+            .find(&user.id, key)
+            .ok_or(Error::NotFound("container"))
+    }
+
+    pub fn get(&self, user: &User, key: &str) -> Result<api::Container> {
+        Ok(registry::view(&self.find(user, key)?, clock::now_ms()))
+    }
+
+    pub fn list(&self, user: &User, all: bool) -> api::ContainerList {
+        let now = clock::now_ms();
+        let containers: Vec<api::Container> = self
+            .registry
+            .list((!all).then_some(user.id.as_str()))
+            .iter()
+            .map(|r| registry::view(r, now))
+            .collect();
+        api::ContainerList {
+            count: containers.len(),
+            containers,
+            limit: self.catalog.limits(user.tier).containers,
+        }
+    }
+
+    pub fn owns_any(&self, user_id: &str) -> bool {
+        self.registry.count_for(user_id) > 0
+    }
+
+    /// Validates a create body in the documented order, stores the record durably and starts
+    /// the pipeline. The 202 body is built from what is returned.
+    pub async fn create(&self, user: &User, body: &[u8]) -> Result<api::CreateContainerResponse> {
+        // 1. JSON with the right types.
+        let raw: RawCreate = serde_json::from_slice(body)
+            .map_err(|e| Error::BadRequest(format!("invalid request body: {e}")))?;
+        // 2. A catalog image.
+        let unsupported = || Error::UnsupportedImage {
+            supported: self.catalog.supported_images(),
+        };
+        let image_key = raw.image.as_deref().map(str::trim).unwrap_or_default();
+        // 3. Custom images need a valid reference.
+        let (image_label, docker_image, min_tier) = if image_key == CUSTOM_IMAGE {
+            let reference = raw
+                .custom_image
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or_default();
+            if reference.is_empty() {
+                return Err(Error::BadRequest(
+                    "custom_image is required when image is 'custom'".into(),
+                ));
+            }
+            if !names::valid_image_reference(reference) {
+                return Err(Error::BadRequest("invalid custom_image format".into()));
+            }
+            (format!("custom:{reference}"), reference.to_string(), None)
+        } else {
+            let entry = self.catalog.image(image_key).ok_or_else(unsupported)?;
+            (entry.name.clone(), entry.docker.clone(), entry.min_tier)
+        };
+        // 4. The name, if any.
+        let requested_name = raw.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+        if let Some(n) = requested_name {
+            if !names::valid_container_name(n) {
+                return Err(Error::BadRequest(
+                    "invalid container name: must be 1-64 characters, alphanumeric and hyphens only"
+                        .into(),
+                ));
+            }
+        }
+        // 5. A known role, if any.
+        let role = raw.role.as_deref().map(str::trim).filter(|r| !r.is_empty());
+        if let Some(r) = role {
+            if Catalog::role(r).is_none() {
+                return Err(Error::UnsupportedRole {
+                    supported: Catalog::role_names(),
+                });
+            }
+        }
+        // 6. Resources are positive integers.
+        let memory = positive("memory_mb", raw.memory_mb)?;
+        let cpu = positive("cpu_shares", raw.cpu_shares)?;
+        let disk = positive("disk_mb", raw.disk_mb)?;
+        let environment = raw.environment.unwrap_or_default();
+        if let Some(bad) = environment.keys().find(|k| !valid_env_name(k)) {
+            return Err(Error::BadRequest(format!(
+                "invalid request body: bad environment variable name {bad:?}"
+            )));
+        }
+        // 7. Tier-gated images.
+        if let Some(min) = min_tier {
+            if user.tier < min {
+                return Err(Error::TierRequired(min));
+            }
+        }
+        if !self.availability.is_up() {
+            return Err(Error::Unavailable);
+        }
+        let limits = *self.catalog.limits(user.tier);
+        let resources = limits.resources(memory, cpu, disk);
+        let now = clock::now_ms();
+        let db_id = uuid::Uuid::new_v4().to_string();
+        let record = ContainerRecord {
+            db_id: db_id.clone(),
+            user_id: user.id.clone(),
+            name: String::new(),
+            image: image_label,
+            docker_image,
+            role: role.map(str::to_string),
+            shell: shell_record(raw.shell),
+            environment,
+            labels: raw.labels.unwrap_or_default(),
+            memory_mb: resources.memory_mb,
+            cpu_shares: resources.cpu_shares,
+            disk_mb: resources.disk_mb,
+            status: RecordStatus::Creating,
+            stage: Some(RecordStage::Validating),
+            progress: 10,
+            error: None,
+            docker_id: None,
+            volume: SpecBuilder::volume_name(&db_id),
+            ip_address: None,
+            disk_enforced: self.spec.facts().disk_supported,
+            created_at_ms: now,
+            last_used_at_ms: now,
+            expires_at_ms: limits.session_seconds.map(|s| now + (s as i64) * 1000),
+        };
+        let tier = user.tier;
+        let record = self
+            .registry
+            .insert(
+                record,
+                Emit::Progress {
+                    message: "Validating request...".into(),
+                    complete: false,
+                },
+                |mine, record| {
+                    // 8. The container limit: every record counts until deleted.
+                    let current = mine.len() as u32;
+                    if current >= limits.containers {
+                        return Err(Error::LimitReached {
+                            current,
+                            limit: limits.containers,
+                            tier,
+                        });
+                    }
+                    // 9. Unique names per user.
+                    let taken = |n: &str| mine.iter().any(|r| r.name == n);
+                    match requested_name {
+                        Some(n) if taken(n) => return Err(Error::NameTaken(n.to_string())),
+                        Some(n) => record.name = n.to_string(),
+                        None => record.name = names::generate(taken),
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        info!(container_id = %record.db_id, user_id = %record.user_id, name = %record.name, "creation accepted");
+        self.provisioner.spawn(record.db_id.clone());
+        let view = registry::view(&record, now);
+        Ok(api::CreateContainerResponse {
+            id: view.id,
+            db_id: view.db_id,
+            user_id: view.user_id,
+            name: view.name,
+            image: view.image,
+            role: view.role,
+            status: view.status,
+            created_at: view.created_at,
+            is_async: true,
+            message: CREATE_MESSAGE.into(),
+            resources: view.resources,
+            expires_at: view.expires_at,
+            session_limit_seconds: view.session_limit_seconds,
+        })
+    }
+
+    pub async fn start(&self, user: &User, key: &str) -> Result<api::LifecycleResponse> {
+        let rec = self.find(user, key)?;
+        if rec.status == RecordStatus::Creating {
+            return Err(Error::BeingCreated);
+        }
+        if rec.expires_at_ms.is_some_and(|e| e <= clock::now_ms()) {
+            return Err(Error::SessionExpired);
+        }
+        let _op = self.registry.lock(&rec.db_id).await;
+        let rec = self
+            .registry
+            .get(&rec.db_id)
+            .ok_or(Error::NotFound("container"))?;
+        let existing = match &rec.docker_id {
+            Some(id) => self.engine.inspect(id).await?,
+            None => None,
+        };
+        let Some(state) = existing else {
+            return self.recreate(rec).await;
+        };
+        let message = if state.running {
+            "container already running"
+        } else {
+            self.engine.start(&state.id).await?;
+            "container started"
+        };
+        let ip = self.current_ip(&state.id).await;
+        let rec = self
+            .set_status(&rec.db_id, RecordStatus::Running, ip)
+            .await?;
+        Ok(lifecycle(message, &rec))
+    }
+
+    async fn current_ip(&self, docker_id: &str) -> Option<String> {
+        if self.spec.docker().network == "none" {
+            return None;
+        }
+        self.engine
+            .inspect(docker_id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| s.ip_address)
+    }
+
+    /// Docker lost the container: build it again from the record, on the same volume.
+    async fn recreate(&self, rec: ContainerRecord) -> Result<api::LifecycleResponse> {
+        if rec.status == RecordStatus::Error {
+            return Err(Error::Conflict {
+                message: "container failed to create; delete it and create it again".into(),
+                code: "container_failed",
+            });
+        }
+        let old_id = registry::public_id(&rec);
+        let spec = self.spec.spec(&rec);
+        self.engine.create_volume(&rec.volume, &spec.labels).await?;
+        // A leftover with the same name would make the create conflict.
+        self.engine.remove_container(&spec.name).await?;
+        let id = self.engine.create_container(&spec).await?;
+        if let Err(e) = self.engine.start(&id).await {
+            let _ = self.engine.remove_container(&id).await;
+            return Err(e.into());
+        }
+        let ip = self.current_ip(&id).await;
+        let rec = self
+            .registry
+            .update(&rec.db_id, true, |r, _| {
+                r.docker_id = Some(id.clone());
+                r.status = RecordStatus::Running;
+                r.ip_address = ip;
+                Ok(Some(Emit::Updated))
+            })
+            .await?
+            .ok_or(Error::NotFound("container"))?;
+        info!(container_id = %rec.db_id, %old_id, new_id = %id, "container recreated");
+        Ok(api::LifecycleResponse {
+            message: "container recreated and started".into(),
+            id: registry::public_id(&rec),
+            name: rec.name.clone(),
+            status: api::ContainerStatus::Running,
+            old_id: Some(old_id),
+            recreated: Some(true),
+            volume_kept: Some(true),
+        })
+    }
+
+    pub async fn stop(&self, user: &User, key: &str) -> Result<api::LifecycleResponse> {
+        let rec = self.find(user, key)?;
+        if rec.status == RecordStatus::Creating {
+            return Err(Error::BeingCreated);
+        }
+        let _op = self.registry.lock(&rec.db_id).await;
+        let rec = self
+            .registry
+            .get(&rec.db_id)
+            .ok_or(Error::NotFound("container"))?;
+        if let Some(id) = &rec.docker_id {
+            match self
+                .engine
+                .stop(id, self.spec.docker().stop_timeout_seconds)
+                .await
+            {
+                Ok(()) | Err(EngineError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let status = match rec.status {
+            RecordStatus::Error => RecordStatus::Error,
+            _ => RecordStatus::Stopped,
+        };
+        let rec = self.set_status(&rec.db_id, status, None).await?;
+        Ok(lifecycle("container stopped", &rec))
+    }
+
+    async fn set_status(
+        &self,
+        db_id: &str,
+        status: RecordStatus,
+        ip: Option<String>,
+    ) -> Result<ContainerRecord> {
+        self.registry
+            .update(db_id, true, |r, _| {
+                if r.status == status && r.ip_address == ip {
+                    return Ok(None);
+                }
+                r.status = status;
+                r.ip_address = ip;
+                Ok(Some(Emit::Updated))
+            })
+            .await?
+            .ok_or(Error::NotFound("container"))
+    }
+
+    pub async fn delete(
+        &self,
+        user: &User,
+        key: &str,
+        reason: api::DeleteReason,
+    ) -> Result<api::DeleteResponse> {
+        let rec = self.find(user, key)?;
+        self.remove(&rec, reason).await
+    }
+
+    /// Removes a container for good: cancels its creation, removes the Docker container(s)
+    /// and volume, then the record. Used by delete and by the reaper.
+    pub async fn remove(
+        &self,
+        rec: &ContainerRecord,
+        reason: api::DeleteReason,
+    ) -> Result<api::DeleteResponse> {
+        self.provisioner.cancel(&rec.db_id).await;
+        let _op = self.registry.lock(&rec.db_id).await;
+        let rec = self
+            .registry
+            .get(&rec.db_id)
+            .ok_or(Error::NotFound("container"))?;
+        if let Some(id) = &rec.docker_id {
+            self.engine.remove_container(id).await?;
+        }
+        // Anything else carrying its label: a create the cancelled pipeline did not see finish.
+        for c in self
+            .engine
+            .list_containers(&SpecBuilder::db_id_filter(&rec.db_id))
+            .await?
+        {
+            self.engine.remove_container(&c.id).await?;
+        }
+        self.engine.remove_volume(&rec.volume).await?;
+        self.registry.remove(&rec.db_id, reason).await?;
+        info!(container_id = %rec.db_id, ?reason, "container deleted");
+        Ok(api::DeleteResponse {
+            message: "container deleted".into(),
+            id: registry::public_id(&rec),
+            db_id: rec.db_id.clone(),
+            name: rec.name.clone(),
+        })
+    }
+
+    pub async fn update_settings(
+        &self,
+        user: &User,
+        key: &str,
+        req: &api::SettingsRequest,
+    ) -> Result<api::Container> {
+        let rec = self.find(user, key)?;
+        let name = req.name.as_deref().map(str::trim);
+        if let Some(n) = name {
+            if !names::valid_container_name(n) {
+                return Err(Error::BadRequest(
+                    "invalid container name: must be 1-64 characters, alphanumeric and hyphens only"
+                        .into(),
+                ));
+            }
+        }
+        for (field, v) in [
+            ("memory_mb", req.memory_mb),
+            ("cpu_shares", req.cpu_shares),
+            ("disk_mb", req.disk_mb),
+        ] {
+            if v == Some(0) {
+                return Err(Error::BadRequest(format!(
+                    "invalid {field}: must be a positive integer"
+                )));
+            }
+        }
+        let _op = self.registry.lock(&rec.db_id).await;
+        let rec = self
+            .registry
+            .get(&rec.db_id)
+            .ok_or(Error::NotFound("container"))?;
+        let limits = self.catalog.limits(user.tier);
+        let r = limits.resources(
+            Some(req.memory_mb.unwrap_or(rec.memory_mb)),
+            Some(req.cpu_shares.unwrap_or(rec.cpu_shares)),
+            Some(req.disk_mb.unwrap_or(rec.disk_mb)),
+        );
+        let live = r.memory_mb != rec.memory_mb || r.cpu_shares != rec.cpu_shares;
+        if let (true, Some(id)) = (live, &rec.docker_id) {
+            match self
+                .engine
+                .update_resources(
+                    id,
+                    SpecBuilder::memory_bytes(r.memory_mb),
+                    self.spec.nano_cpus(r.cpu_shares),
+                )
+                .await
+            {
+                Ok(()) | Err(EngineError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let updated = self
+            .registry
+            .update(&rec.db_id, true, |rec, mine| {
+                if let Some(n) = name {
+                    if n != rec.name && mine.iter().any(|o| o.name == n) {
+                        return Err(Error::NameTaken(n.to_string()));
+                    }
+                    rec.name = n.to_string();
+                }
+                rec.memory_mb = r.memory_mb;
+                rec.cpu_shares = r.cpu_shares;
+                rec.disk_mb = r.disk_mb;
+                Ok(Some(Emit::Updated))
+            })
+            .await?
+            .ok_or(Error::NotFound("container"))?;
+        Ok(registry::view(&updated, clock::now_ms()))
+    }
+
+    /// Expired guest/free containers, removed by the reaper.
+    pub async fn reap_expired(&self) {
+        let now = clock::now_ms();
+        for rec in self.registry.list(None) {
+            if rec.expires_at_ms.is_some_and(|e| e <= now) {
+                match self.remove(&rec, api::DeleteReason::Expired).await {
+                    Ok(_) => info!(container_id = %rec.db_id, "expired container removed"),
+                    Err(e) => {
+                        warn!(container_id = %rec.db_id, error = %e, "could not remove expired container")
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn images(&self) -> api::ImageList {
+        let mut images: Vec<api::ImageInfo> = self
+            .catalog
+            .images()
+            .iter()
+            .map(|i| api::ImageInfo {
+                name: i.name.clone(),
+                description: i.description.clone(),
+                min_tier: i.min_tier.map(|t| t.as_str().to_string()),
+            })
+            .collect();
+        images.push(api::ImageInfo {
+            name: CUSTOM_IMAGE.into(),
+            description: "A custom Docker image (requires custom_image)".into(),
+            min_tier: None,
+        });
+        api::ImageList { images }
+    }
+
+    pub fn roles() -> api::RoleList {
+        api::RoleList {
+            roles: super::catalog::ROLES
+                .iter()
+                .map(|r| api::RoleInfo {
+                    name: r.name.into(),
+                    description: r.description.into(),
+                    tools: r.tools.iter().map(|t| t.to_string()).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn lifecycle(message: &str, rec: &ContainerRecord) -> api::LifecycleResponse {
+    api::LifecycleResponse {
+        message: message.into(),
+        id: registry::public_id(rec),
+        name: rec.name.clone(),
+        status: registry::status_to_api(rec.status),
+        old_id: None,
+        recreated: None,
+        volume_kept: None,
+    }
+}

@@ -1,0 +1,225 @@
+//! Everything only the daemon needs. [`run`] wires it together in dependency order; see
+//! ARCHITECTURE.md for the map.
+
+pub mod auth;
+pub mod catalog;
+mod clock;
+pub mod config;
+pub mod containers;
+pub mod engine;
+pub mod error;
+mod events;
+mod names;
+mod provision;
+mod reconcile;
+mod registry;
+mod server;
+mod spec;
+pub mod store;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use self::auth::{Auth, SystemAccounts};
+use self::catalog::Catalog;
+use self::config::Config;
+use self::containers::Containers;
+use self::engine::{Availability, DockerEngine, Engine};
+use self::events::EventHub;
+use self::provision::Provisioner;
+use self::registry::Registry;
+use self::spec::SpecBuilder;
+use self::store::Store;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("opening the store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Domain(#[from] error::Error),
+    #[error("engine client: {0}")]
+    Engine(#[from] engine::EngineError),
+    #[error("socket {path}: {source}")]
+    Socket {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("tcp listener {addr}: {source}")]
+    Tcp {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// The daemon's shared state, built once in [`run`].
+pub struct AppState {
+    pub auth: Arc<Auth>,
+    pub containers: Arc<Containers>,
+    pub hub: Arc<EventHub>,
+    pub availability: Arc<Availability>,
+    pub spec: Arc<SpecBuilder>,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+fn prepare_dir(path: &Path, mode: u32) -> Result<(), StartError> {
+    let err = |source| StartError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)
+}
+
+/// Binds the Unix socket with the configured mode and group. A stale socket file from a
+/// previous run is replaced; a live one (another daemon) is an error.
+fn bind_unix(config: &Config) -> Result<UnixListener, StartError> {
+    let path = &config.server.socket;
+    let err = |source| StartError::Socket {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another rexecd is listening on it",
+            )));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    let mode = config.socket_mode().unwrap_or(0o660);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    let group = &config.server.socket_group;
+    if !group.is_empty() {
+        match nix::unistd::Group::from_name(group) {
+            Ok(Some(g)) => {
+                nix::unistd::chown(path, None, Some(g.gid))
+                    .map_err(|e| err(std::io::Error::from_raw_os_error(e as i32)))?;
+            }
+            _ => warn!(%group, "socket group does not exist; the socket keeps the daemon's group"),
+        }
+    }
+    Ok(listener)
+}
+
+/// Runs the daemon until `shutdown` is cancelled (the binary cancels it on SIGTERM/SIGINT).
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    prepare_dir(config.data_dir(), 0o700)?;
+    let store = Store::open(&config.db_path())?;
+    let instance = store.instance_id(|| uuid::Uuid::new_v4().simple().to_string())?;
+    let hub = Arc::new(EventHub::new(store.clone())?);
+    let registry = Arc::new(Registry::new(
+        store.clone(),
+        hub.clone(),
+        store.containers()?,
+        config.events.retain,
+    ));
+    let interrupted = reconcile::fail_interrupted(&registry).await?;
+    if interrupted > 0 {
+        warn!(
+            count = interrupted,
+            "creations interrupted by a restart are marked as failed"
+        );
+    }
+    let auth = Arc::new(Auth::new(
+        store.clone(),
+        Box::new(SystemAccounts {
+            admin_group: config.auth.admin_group.clone(),
+        }),
+        config.auth.local_tier,
+    )?);
+    let catalog = Arc::new(Catalog::from_config(&config));
+    let engine: Arc<dyn Engine> = Arc::new(DockerEngine::new(&config.docker.socket)?);
+    let availability = Arc::new(Availability::default());
+    let spec = Arc::new(SpecBuilder::new(config.docker.clone(), instance));
+    let tracker = TaskTracker::new();
+    let provisioner = Arc::new(Provisioner::new(
+        registry.clone(),
+        engine.clone(),
+        availability.clone(),
+        spec.clone(),
+        config.server.max_concurrent_creations,
+        tracker.clone(),
+        shutdown.clone(),
+    ));
+    let containers = Arc::new(Containers::new(
+        registry.clone(),
+        engine.clone(),
+        availability.clone(),
+        catalog,
+        provisioner.clone(),
+        spec.clone(),
+    ));
+    let state = Arc::new(AppState {
+        auth,
+        containers: containers.clone(),
+        hub,
+        availability: availability.clone(),
+        spec: spec.clone(),
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+    });
+
+    let unix = bind_unix(&config)?;
+    let tcp = match config.server.tcp {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Tcp {
+                    addr: addr.to_string(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+
+    let monitor = reconcile::Monitor {
+        registry,
+        engine,
+        availability,
+        spec,
+        provisioner,
+    };
+    tracker.spawn(monitor.run(shutdown.clone()));
+    tracker.spawn(reconcile::reaper(
+        containers,
+        Duration::from_secs(config.reaper.interval_seconds),
+        shutdown.clone(),
+    ));
+    info!(socket = %config.server.socket.display(), tcp = ?config.server.tcp, "rexecd listening");
+    tracker.spawn(server::serve_unix(state.clone(), unix, shutdown.clone()));
+    if let Some(tcp) = tcp {
+        tracker.spawn(server::serve_tcp(state.clone(), tcp, shutdown.clone()));
+    }
+
+    shutdown.cancelled().await;
+    info!("shutting down");
+    tracker.close();
+    // Open connections and WebSockets are given a moment, then dropped with the runtime.
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some tasks did not finish within 5 s of shutdown");
+    }
+    let _ = std::fs::remove_file(&config.server.socket);
+    Ok(())
+}

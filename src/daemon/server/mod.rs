@@ -1,0 +1,204 @@
+//! The listeners (Unix socket and TCP), request identity and the router. Handlers are thin:
+//! they never touch bollard or redb.
+
+mod admin;
+mod containers;
+mod events_ws;
+pub mod http;
+mod router;
+mod system;
+mod tokens;
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
+use hyper::service::service_fn;
+use hyper::{Request, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+
+use self::http::{error_response, json, HttpError, Resp};
+use self::router::Route;
+use super::auth::{Credentials, Principal};
+use super::error::Error;
+use super::AppState;
+
+/// One request's context for its handler.
+pub struct Ctx {
+    pub state: Arc<AppState>,
+    principal: Option<Principal>,
+}
+
+impl Ctx {
+    pub fn principal(&self) -> Result<&Principal, HttpError> {
+        self.principal
+            .as_ref()
+            .ok_or(HttpError::Domain(Error::Unauthorized))
+    }
+}
+
+/// A query parameter's raw value.
+pub fn query<'a>(uri: &'a Uri, key: &str) -> Option<&'a str> {
+    uri.query()?
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+const TOKEN_PROTOCOL_PREFIX: &str = "rexec.token.";
+
+/// Which credentials a request carries. A bearer token, if any, decides; WebSocket routes
+/// also take `?token=` and the `rexec.token.<t>` subprotocol; then the socket peer.
+fn credentials(req: &Request<Incoming>, websocket: bool, peer_uid: Option<u32>) -> Credentials {
+    if let Some(h) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return match h.strip_prefix("Bearer ").map(str::trim) {
+            Some(t) if !t.is_empty() => Credentials::Bearer(t.to_string()),
+            // A malformed Authorization header is a bad credential, not an absent one.
+            _ => Credentials::Bearer(String::new()),
+        };
+    }
+    if websocket {
+        if let Some(t) = query(req.uri(), "token").filter(|t| !t.is_empty()) {
+            return Credentials::Bearer(t.to_string());
+        }
+        let from_protocol = req
+            .headers()
+            .get_all(SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix(TOKEN_PROTOCOL_PREFIX)
+                    .map(str::to_string)
+            });
+        if let Some(t) = from_protocol {
+            return Credentials::Bearer(t);
+        }
+    }
+    match peer_uid {
+        Some(uid) => Credentials::Peer { uid },
+        None => Credentials::None,
+    }
+}
+
+static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(1);
+
+fn request_id() -> String {
+    format!(
+        "req_{:x}_{}",
+        std::process::id(),
+        REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn handle(
+    state: Arc<AppState>,
+    peer_uid: Option<u32>,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let started = Instant::now();
+    let request_id = request_id();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let route = Route::parse(&path);
+    let websocket = matches!(route, Some(Route::Events));
+    let public = route.as_ref().is_some_and(Route::is_public);
+    let result = async {
+        let principal = if public {
+            None
+        } else {
+            let creds = credentials(&req, websocket, peer_uid);
+            Some(state.auth.authenticate(&creds).await?)
+        };
+        let route = route.ok_or(HttpError::NoRoute)?;
+        router::dispatch(
+            Ctx {
+                state: state.clone(),
+                principal,
+            },
+            route,
+            req,
+        )
+        .await
+    }
+    .await;
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let HttpError::Domain(Error::Internal(detail)) = &e {
+                error!(%request_id, %method, %path, error = %detail, "request failed");
+            }
+            let (status, body) = error_response(&e, &request_id);
+            json(status, &body)
+        }
+    };
+    debug!(%request_id, %method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    Ok(resp)
+}
+
+fn serve_connection<S>(state: Arc<AppState>, stream: S, peer_uid: Option<u32>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let tracker = state.tracker.clone();
+    tracker.spawn(async move {
+        let svc = service_fn(move |req| handle(state.clone(), peer_uid, req));
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades();
+        if let Err(e) = conn.await {
+            debug!(error = %e, "connection ended with an error");
+        }
+    });
+}
+
+/// Accepts on the Unix socket until shutdown. Identity comes from SO_PEERCRED.
+pub async fn serve_unix(state: Arc<AppState>, listener: UnixListener, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    let uid = match stream.peer_cred() {
+                        Ok(c) => Some(c.uid()),
+                        Err(e) => {
+                            warn!(error = %e, "no peer credentials; treating as anonymous");
+                            None
+                        }
+                    };
+                    serve_connection(state.clone(), stream, uid);
+                }
+                Err(e) => warn!(error = %e, "unix accept failed"),
+            },
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Accepts on TCP until shutdown. Identity comes from bearer tokens only.
+pub async fn serve_tcp(state: Arc<AppState>, listener: TcpListener, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    serve_connection(state.clone(), stream, None);
+                }
+                Err(e) => warn!(error = %e, "tcp accept failed"),
+            },
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
