@@ -1,1 +1,411 @@
-//! The typed client.
+//! The typed rexec client: the same requests over the Unix socket (hyperlocal) or TCP, plus
+//! the events WebSocket. `rexecctl` and the integration tests both use it.
+
+pub mod cli;
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use hyperlocal::UnixConnector;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::api;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The daemon answered with an error body.
+    #[error("{}", .body.error)]
+    Api {
+        status: StatusCode,
+        body: Box<api::ErrorBody>,
+    },
+    /// The daemon could not be reached.
+    #[error("cannot reach rexecd at {target}: {detail}")]
+    Connect { target: String, detail: String },
+    #[error("unexpected answer from rexecd: {0}")]
+    Protocol(String),
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    Unix(PathBuf),
+    /// `http://host:port`
+    Tcp(String),
+}
+
+enum Transport {
+    Unix(HttpClient<UnixConnector, Full<Bytes>>),
+    Tcp(HttpClient<HttpConnector, Full<Bytes>>),
+}
+
+/// A raw answer: status and body bytes.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl RawResponse {
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            ClientError::Protocol(format!("{e}: {}", String::from_utf8_lossy(&self.body)))
+        })
+    }
+
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+pub type EventSocket = WebSocketStream<Box<dyn AsyncStream>>;
+
+/// A byte stream the WebSocket client runs over (Unix or TCP).
+pub trait AsyncStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> AsyncStream for T {}
+
+pub struct Client {
+    endpoint: Endpoint,
+    token: Option<String>,
+    transport: Transport,
+}
+
+impl Client {
+    pub fn unix(socket: impl AsRef<Path>) -> Self {
+        Self::new(Endpoint::Unix(socket.as_ref().to_path_buf()), None)
+    }
+
+    pub fn new(endpoint: Endpoint, token: Option<String>) -> Self {
+        let transport = match &endpoint {
+            Endpoint::Unix(_) => {
+                Transport::Unix(HttpClient::builder(TokioExecutor::new()).build(UnixConnector))
+            }
+            Endpoint::Tcp(_) => {
+                Transport::Tcp(HttpClient::builder(TokioExecutor::new()).build_http())
+            }
+        };
+        Self {
+            endpoint,
+            token,
+            transport,
+        }
+    }
+
+    pub fn with_token(&self, token: Option<String>) -> Self {
+        Self::new(self.endpoint.clone(), token)
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn target(&self) -> String {
+        match &self.endpoint {
+            Endpoint::Unix(p) => p.display().to_string(),
+            Endpoint::Tcp(u) => u.clone(),
+        }
+    }
+
+    fn uri(&self, path: &str) -> hyper::Uri {
+        match &self.endpoint {
+            Endpoint::Unix(socket) => hyperlocal::Uri::new(socket, path).into(),
+            Endpoint::Tcp(base) => format!("{}{}", base.trim_end_matches('/'), path)
+                .parse()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Sends any request; errors only when the daemon cannot be reached.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<RawResponse> {
+        let mut req = Request::builder().method(method).uri(self.uri(path));
+        if let Some(t) = &self.token {
+            req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let connect_err = |e: &dyn std::fmt::Display| ClientError::Connect {
+            target: self.target(),
+            detail: e.to_string(),
+        };
+        let resp = match &self.transport {
+            Transport::Unix(c) => c.request(req).await,
+            Transport::Tcp(c) => c.request(req).await,
+        }
+        .map_err(|e| connect_err(&error_chain(&e)))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| connect_err(&e))?
+            .to_bytes();
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let body = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
+        let resp = self.raw(method, path, body, &[]).await?;
+        if !resp.status.is_success() {
+            let body = resp
+                .json::<api::ErrorBody>()
+                .unwrap_or_else(|_| api::ErrorBody {
+                    error: String::from_utf8_lossy(&resp.body).into_owned(),
+                    ..Default::default()
+                });
+            return Err(ClientError::Api {
+                status: resp.status,
+                body: Box::new(body),
+            });
+        }
+        resp.json()
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call::<(), T>(Method::GET, path, None).await
+    }
+
+    pub async fn health(&self) -> Result<api::Health> {
+        self.get("/health").await
+    }
+
+    pub async fn version(&self) -> Result<api::Version> {
+        self.get("/api/version").await
+    }
+
+    pub async fn create_container(
+        &self,
+        req: &api::CreateContainerRequest,
+    ) -> Result<api::CreateContainerResponse> {
+        self.call(Method::POST, "/api/containers", Some(req)).await
+    }
+
+    pub async fn list_containers(&self) -> Result<api::ContainerList> {
+        self.get("/api/containers").await
+    }
+
+    pub async fn get_container(&self, id: &str) -> Result<api::Container> {
+        self.get(&format!("/api/containers/{}", encode(id))).await
+    }
+
+    pub async fn start(&self, id: &str) -> Result<api::LifecycleResponse> {
+        self.call::<(), _>(
+            Method::POST,
+            &format!("/api/containers/{}/start", encode(id)),
+            None,
+        )
+        .await
+    }
+
+    pub async fn stop(&self, id: &str) -> Result<api::LifecycleResponse> {
+        self.call::<(), _>(
+            Method::POST,
+            &format!("/api/containers/{}/stop", encode(id)),
+            None,
+        )
+        .await
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<api::DeleteResponse> {
+        self.call::<(), _>(
+            Method::DELETE,
+            &format!("/api/containers/{}", encode(id)),
+            None,
+        )
+        .await
+    }
+
+    pub async fn update_settings(
+        &self,
+        id: &str,
+        req: &api::SettingsRequest,
+    ) -> Result<api::Container> {
+        self.call(
+            Method::PATCH,
+            &format!("/api/containers/{}/settings", encode(id)),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn images(&self) -> Result<api::ImageList> {
+        self.get("/api/images").await
+    }
+
+    pub async fn roles(&self) -> Result<api::RoleList> {
+        self.get("/api/roles").await
+    }
+
+    pub async fn create_user(&self, name: &str, tier: &str) -> Result<api::User> {
+        let req = api::CreateUserRequest {
+            name: name.into(),
+            tier: Some(tier.into()),
+        };
+        self.call(Method::POST, "/api/admin/users", Some(&req))
+            .await
+    }
+
+    pub async fn users(&self) -> Result<api::UserList> {
+        self.get("/api/admin/users").await
+    }
+
+    /// A token for another user (admin only); `user` is an id or a name.
+    pub async fn create_user_token(
+        &self,
+        user: &str,
+        req: &api::CreateTokenRequest,
+    ) -> Result<api::CreatedToken> {
+        self.call(
+            Method::POST,
+            &format!("/api/admin/users/{}/tokens", encode(user)),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn create_token(&self, req: &api::CreateTokenRequest) -> Result<api::CreatedToken> {
+        self.call(Method::POST, "/api/tokens", Some(req)).await
+    }
+
+    pub async fn tokens(&self) -> Result<api::TokenList> {
+        self.get("/api/tokens").await
+    }
+
+    /// Opens the events WebSocket, replaying from `since` when given.
+    pub async fn events(&self, since: Option<u64>) -> Result<EventSocket> {
+        let path = match since {
+            Some(s) => format!("/ws/events?since={s}"),
+            None => "/ws/events".to_string(),
+        };
+        self.websocket(&path, &[]).await.map(|(ws, _)| ws)
+    }
+
+    /// Opens any WebSocket path with extra request headers.
+    pub async fn websocket(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::result::Result<
+        (
+            EventSocket,
+            tokio_tungstenite::tungstenite::handshake::client::Response,
+        ),
+        ClientError,
+    > {
+        let connect_err = |e: &dyn std::fmt::Display| ClientError::Connect {
+            target: self.target(),
+            detail: e.to_string(),
+        };
+        let (stream, host): (Box<dyn AsyncStream>, String) = match &self.endpoint {
+            Endpoint::Unix(socket) => (
+                Box::new(
+                    tokio::net::UnixStream::connect(socket)
+                        .await
+                        .map_err(|e| connect_err(&e))?,
+                ),
+                "localhost".into(),
+            ),
+            Endpoint::Tcp(base) => {
+                let host = base
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_string();
+                let s = tokio::net::TcpStream::connect(&host)
+                    .await
+                    .map_err(|e| connect_err(&e))?;
+                (Box::new(s), host)
+            }
+        };
+        let mut req = format!("ws://{host}{path}")
+            .into_client_request()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if let Some(t) = &self.token {
+            req.headers_mut().insert(
+                AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {t}"))
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?,
+            );
+        }
+        for (k, v) in headers {
+            let name = hyper::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            req.headers_mut().insert(
+                name,
+                HeaderValue::from_str(v).map_err(|e| ClientError::Protocol(e.to_string()))?,
+            );
+        }
+        match tokio_tungstenite::client_async(req, stream).await {
+            Ok(ok) => Ok(ok),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let status = resp.status();
+                let body = resp
+                    .body()
+                    .as_ref()
+                    .and_then(|b| serde_json::from_slice(b).ok())
+                    .unwrap_or_default();
+                Err(ClientError::Api {
+                    status,
+                    body: Box::new(body),
+                })
+            }
+            Err(e) => Err(connect_err(&e)),
+        }
+    }
+}
+
+/// Percent-encodes a path segment.
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

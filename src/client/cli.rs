@@ -1,0 +1,388 @@
+//! `rexecctl`'s commands on top of [`Client`](super::Client). The binary parses flags and
+//! maps errors to exit codes; everything else is here.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{Client, ClientError, Endpoint};
+use crate::api;
+
+/// Exit codes, documented in `rexecctl --help`.
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// The daemon answered with an error (not found, limit reached, ...).
+    pub const API: i32 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// The daemon could not be reached.
+    pub const UNREACHABLE: i32 = 3;
+    /// A creation the CLI followed ended in `error`.
+    pub const FAILED: i32 = 4;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "rexecctl",
+    version,
+    about = "Control rexecd: disposable Linux development containers",
+    after_help = "Examples:\n  rexecctl user create ann --tier free\n  rexecctl token create --user ann\n  rexecctl create --image ubuntu:24.04 --name dev\n  rexecctl ls\n  rexecctl stop dev && rexecctl start dev\n  rexecctl rm dev\n\nExit codes: 0 ok, 1 the daemon refused (error printed), 2 usage, 3 daemon unreachable, 4 creation failed."
+)]
+pub struct Cli {
+    /// rexecd's Unix socket (default: /run/rexec/rexecd.sock as root, else $XDG_RUNTIME_DIR/rexec/rexecd.sock).
+    #[arg(long, global = true)]
+    pub socket: Option<PathBuf>,
+    /// A remote rexecd over TCP, e.g. http://127.0.0.1:8088 (needs --token).
+    #[arg(long, global = true, env = "REXEC_URL")]
+    pub url: Option<String>,
+    /// API token for --url (or to act as another user over the socket).
+    #[arg(long, global = true, env = "REXEC_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format of read commands.
+    #[arg(long, short, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a container and follow its creation until it is ready.
+    Create(CreateArgs),
+    /// List your containers.
+    Ls,
+    /// Show one container (by name, db_id or Docker id).
+    Get { id: String },
+    /// Start a stopped container.
+    Start { id: String },
+    /// Stop a running container.
+    Stop { id: String },
+    /// Delete containers and their data volumes.
+    Rm { ids: Vec<String> },
+    /// Manage users (admin).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Catalog image (ubuntu:24.04, debian:bookworm, alpine:latest, archlinux:latest) or `custom`.
+    #[arg(long, default_value = "ubuntu:24.04")]
+    pub image: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Docker reference for --image custom.
+    #[arg(long)]
+    pub custom_image: Option<String>,
+    #[arg(long)]
+    pub role: Option<String>,
+    #[arg(long)]
+    pub memory_mb: Option<u64>,
+    /// Millicores (1000 = one CPU).
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    #[arg(long)]
+    pub disk_mb: Option<u64>,
+    /// Return once the creation is accepted.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user.
+    Create {
+        name: String,
+        #[arg(long, default_value = "free")]
+        tier: String,
+    },
+    /// List users.
+    Ls,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (it is shown only once).
+    Create {
+        /// For another user (admin); default: yourself.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value = "rexecctl")]
+        name: String,
+        /// Scopes: read, write, admin (default read,write).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// Days until it expires.
+        #[arg(long)]
+        expires_in: Option<u32>,
+    },
+    /// List your tokens.
+    Ls,
+}
+
+impl Cli {
+    pub fn client(&self) -> Client {
+        let endpoint = match &self.url {
+            Some(u) => Endpoint::Tcp(u.clone()),
+            None => Endpoint::Unix(
+                self.socket
+                    .clone()
+                    .unwrap_or_else(crate::daemon::config::default_socket_path),
+            ),
+        };
+        Client::new(endpoint, self.token.clone())
+    }
+}
+
+/// Runs a command; the error is what to print.
+pub async fn run(cli: Cli) -> Result<i32, ClientError> {
+    let client = cli.client();
+    let json = cli.output == Output::Json;
+    let mut out = std::io::stdout();
+    match cli.command {
+        Command::Create(args) => return create(&client, args, json).await,
+        Command::Ls => {
+            let list = client.list_containers().await?;
+            if json {
+                print_json(&list);
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{:<24} {:<14} {:<12} {:<20} {:>6} {:>6}",
+                    "NAME", "ID", "STATUS", "IMAGE", "MEM", "CPU"
+                );
+                for c in &list.containers {
+                    let _ = writeln!(
+                        out,
+                        "{:<24} {:<14} {:<12} {:<20} {:>6} {:>6}",
+                        c.name,
+                        short(&c.id),
+                        c.status.as_str(),
+                        c.image,
+                        c.resources.memory_mb,
+                        c.resources.cpu_shares
+                    );
+                }
+            }
+        }
+        Command::Get { id } => {
+            let c = client.get_container(&id).await?;
+            if json {
+                print_json(&c);
+            } else {
+                print_container(&c);
+            }
+        }
+        Command::Start { id } => {
+            let r = client.start(&id).await?;
+            let _ = writeln!(out, "{}: {}", r.name, r.message);
+        }
+        Command::Stop { id } => {
+            let r = client.stop(&id).await?;
+            let _ = writeln!(out, "{}: {}", r.name, r.message);
+        }
+        Command::Rm { ids } => {
+            for id in ids {
+                let r = client.delete(&id).await?;
+                let _ = writeln!(out, "{}: {}", r.name, r.message);
+            }
+        }
+        Command::User(UserCommand::Create { name, tier }) => {
+            let u = client.create_user(&name, &tier).await?;
+            if json {
+                print_json(&u);
+            } else {
+                let _ = writeln!(out, "created user {} ({}, tier {})", u.name, u.id, u.tier);
+            }
+        }
+        Command::User(UserCommand::Ls) => {
+            let users = client.users().await?;
+            if json {
+                print_json(&users);
+            } else {
+                for u in users.users {
+                    let _ = writeln!(
+                        out,
+                        "{:<24} {:<22} {:<10}{}",
+                        u.name,
+                        u.id,
+                        u.tier,
+                        if u.admin { " admin" } else { "" }
+                    );
+                }
+            }
+        }
+        Command::Token(TokenCommand::Create {
+            user,
+            name,
+            scopes,
+            expires_in,
+        }) => {
+            let req = api::CreateTokenRequest {
+                name,
+                scopes,
+                expires_in,
+            };
+            let t = match user {
+                Some(u) => client.create_user_token(&u, &req).await?,
+                None => client.create_token(&req).await?,
+            };
+            if json {
+                print_json(&t);
+            } else {
+                let _ = writeln!(out, "{}", t.token);
+            }
+        }
+        Command::Token(TokenCommand::Ls) => {
+            let tokens = client.tokens().await?;
+            if json {
+                print_json(&tokens);
+            } else {
+                for t in tokens.tokens {
+                    let state = if t.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{:<20} {:<20} {:<16} {:<8} {}",
+                        t.id,
+                        t.name,
+                        t.token_prefix,
+                        state,
+                        t.scopes.join(",")
+                    );
+                }
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn print_container(c: &api::Container) {
+    println!("name:        {}", c.name);
+    println!("id:          {}", c.id);
+    println!("db_id:       {}", c.db_id);
+    println!("status:      {}", c.status.as_str());
+    println!("image:       {}", c.image);
+    if let Some(r) = &c.role {
+        println!("role:        {r}");
+    }
+    println!(
+        "resources:   {} MB memory, {} millicores, {} MB disk{}",
+        c.resources.memory_mb,
+        c.resources.cpu_shares,
+        c.resources.disk_mb,
+        if c.disk_enforced {
+            ""
+        } else {
+            " (disk not enforced on this host)"
+        }
+    );
+    println!("created_at:  {}", c.created_at);
+    if let Some(e) = &c.expires_at {
+        println!("expires_at:  {e}");
+    }
+    if let Some(e) = &c.error {
+        println!("error:       {e}");
+    }
+}
+
+async fn create(client: &Client, args: CreateArgs, json: bool) -> Result<i32, ClientError> {
+    let req = api::CreateContainerRequest {
+        image: args.image,
+        name: args.name,
+        custom_image: args.custom_image,
+        role: args.role,
+        memory_mb: args.memory_mb,
+        cpu_shares: args.cpu_shares,
+        disk_mb: args.disk_mb,
+        ..Default::default()
+    };
+    // Subscribe first so that no progress event is missed.
+    let mut events = if args.detach {
+        None
+    } else {
+        Some(client.events(None).await?)
+    };
+    let created = client.create_container(&req).await?;
+    if json && args.detach {
+        print_json(&created);
+        return Ok(exit::OK);
+    }
+    if !json {
+        println!("creating {} ({})", created.name, created.db_id);
+    }
+    let Some(ws) = events.as_mut() else {
+        return Ok(exit::OK);
+    };
+    while let Some(msg) = ws.next().await {
+        let Ok(Message::Text(text)) = msg else {
+            continue;
+        };
+        let Ok(event) = serde_json::from_str::<api::Event>(&text) else {
+            continue;
+        };
+        let api::EventBody::ContainerProgress(p) = event.body else {
+            continue;
+        };
+        if p.id != created.db_id {
+            continue;
+        }
+        if !json {
+            println!(
+                "[{:>3}%] {:<12} {}",
+                p.progress,
+                p.stage.as_str(),
+                p.message
+            );
+        }
+        if p.complete {
+            if json {
+                if let Some(c) = &p.container {
+                    print_json(c);
+                }
+            }
+            return Ok(match p.stage {
+                api::Stage::Ready => exit::OK,
+                _ => {
+                    eprintln!("rexecctl: creation failed: {}", p.error.unwrap_or_default());
+                    exit::FAILED
+                }
+            });
+        }
+    }
+    Err(ClientError::Protocol(
+        "the events stream ended before the creation finished".into(),
+    ))
+}
+
+/// The exit code for an error.
+pub fn exit_code(e: &ClientError) -> i32 {
+    match e {
+        ClientError::Api { .. } => exit::API,
+        ClientError::Connect { .. } => exit::UNREACHABLE,
+        ClientError::Protocol(_) => exit::API,
+    }
+}

@@ -1,0 +1,325 @@
+//! The integration-test harness: a real `rexecd` binary on a temp socket, temp data dir and
+//! temp config, against the real Docker engine. Every Docker object the daemon makes carries
+//! this daemon's own `rexec.test` label and is removed on drop, also when a test panics.
+
+#![allow(dead_code)]
+
+pub mod docker;
+pub mod events;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rexec::api;
+use rexec::client::{Client, Endpoint};
+
+/// The locally built test image (scripts/test-env.sh).
+pub const TEST_IMAGE: &str = "rexec-test/busybox:latest";
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub tcp: String,
+    pub label: String,
+    config: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Fails (never skips) when there is no engine, naming the command that sets one up.
+pub fn require_docker() {
+    let ok = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "no Docker engine answers: run `sudo scripts/test-env.sh` (it installs and starts one, and builds the test images)"
+    );
+    let image = Command::new("docker")
+        .args(["image", "inspect", TEST_IMAGE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        image,
+        "test image {TEST_IMAGE} missing: run `sudo scripts/test-env.sh`"
+    );
+}
+
+impl Daemon {
+    /// A daemon whose catalog maps every image to the test image, with no container network.
+    pub fn start() -> Daemon {
+        Self::start_with("")
+    }
+
+    /// `extra` is appended to the config (TOML tables).
+    pub fn start_with(extra: &str) -> Daemon {
+        Self::start_full(extra, None)
+    }
+
+    pub fn start_full(extra: &str, docker_socket: Option<&Path>) -> Daemon {
+        require_docker();
+        let dir = tempfile::tempdir().unwrap();
+        let label = format!("t-{}", uuid::Uuid::new_v4().simple());
+        let socket = dir.path().join("rexecd.sock");
+        let tcp = format!("127.0.0.1:{}", free_port());
+        let docker_socket = docker_socket
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "/var/run/docker.sock".into());
+        let mut images = String::new();
+        for name in [
+            "ubuntu:24.04",
+            "debian:bookworm",
+            "alpine:latest",
+            "archlinux:latest",
+        ] {
+            images.push_str(&format!("[images.\"{name}\"]\ndocker = \"{TEST_IMAGE}\"\n"));
+        }
+        let config = format!(
+            r#"[server]
+socket = "{socket}"
+data_dir = "{data}"
+socket_group = ""
+tcp = "{tcp}"
+
+[docker]
+socket = "{docker_socket}"
+network = "none"
+stop_timeout_seconds = 2
+extra_labels = {{ "rexec.test" = "{label}" }}
+
+[reaper]
+interval_seconds = 1
+
+[log]
+level = "rexec=debug,info"
+
+{images}
+{extra}
+"#,
+            socket = socket.display(),
+            data = dir.path().join("data").display(),
+        );
+        let config_path = dir.path().join("rexecd.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut d = Daemon {
+            child: None,
+            dir,
+            socket,
+            tcp,
+            label,
+            config: config_path,
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("rexecd.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_rexecd"))
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("rexecd starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "rexecd did not bind its socket:\n{}",
+                self.log()
+            );
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("rexecd exited with {status}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("rexecd.log")).unwrap_or_default()
+    }
+
+    /// Waits until the daemon reports Docker reachable.
+    pub async fn ready(&self) -> &Self {
+        let c = self.client();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(h) = c.health().await {
+                if h.docker == api::DockerStatus::Ok {
+                    return self;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Docker never became available:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The local admin (root over the Unix socket).
+    pub fn client(&self) -> Client {
+        Client::unix(&self.socket)
+    }
+
+    pub fn tcp_client(&self, token: Option<&str>) -> Client {
+        Client::new(
+            Endpoint::Tcp(format!("http://{}", self.tcp)),
+            token.map(str::to_string),
+        )
+    }
+
+    /// A new user of `tier` and a TCP client holding a read/write token of theirs.
+    pub async fn user(&self, name: &str, tier: &str) -> (api::User, Client) {
+        let admin = self.client();
+        let user = admin.create_user(name, tier).await.expect("user created");
+        let token = self.token_for(&user.id, None).await;
+        (user, self.tcp_client(Some(&token)))
+    }
+
+    pub async fn token_for(&self, user: &str, scopes: Option<&[&str]>) -> String {
+        let req = api::CreateTokenRequest {
+            name: "test".into(),
+            scopes: scopes.map(|s| s.iter().map(|x| x.to_string()).collect()),
+            expires_in: None,
+        };
+        self.client()
+            .create_user_token(user, &req)
+            .await
+            .expect("token created")
+            .token
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none());
+        self.spawn();
+    }
+
+    /// Docker containers carrying this daemon's label.
+    pub fn docker_containers(&self) -> Vec<String> {
+        docker::ids(&[
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label=rexec.test={}", self.label),
+        ])
+    }
+
+    pub fn docker_volumes(&self) -> Vec<String> {
+        docker::ids(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=rexec.test={}", self.label),
+        ])
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+        for id in self.docker_containers() {
+            docker::run(&["rm", "-f", "-v", &id]);
+        }
+        for v in self.docker_volumes() {
+            docker::run(&["volume", "rm", "-f", &v]);
+        }
+        if std::thread::panicking() {
+            eprintln!("---- rexecd log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`, for at most `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the container is `running` (or panics with its state).
+pub async fn wait_running(c: &Client, id: &str) -> api::Container {
+    eventually(60, "container running", || async {
+        let got = c.get_container(id).await.ok()?;
+        assert_ne!(
+            got.status,
+            api::ContainerStatus::Error,
+            "creation failed: {got:?}"
+        );
+        (got.status == api::ContainerStatus::Running).then_some(got)
+    })
+    .await
+}
+
+pub fn create_req(image: &str, name: Option<&str>) -> api::CreateContainerRequest {
+    api::CreateContainerRequest {
+        image: image.into(),
+        name: name.map(str::to_string),
+        ..Default::default()
+    }
+}
