@@ -6,6 +6,7 @@
 
 pub mod docker;
 pub mod events;
+pub mod net;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -103,9 +104,7 @@ network = "none"
 stop_timeout_seconds = 2
 extra_labels = {{ "rexec.test" = "{label}" }}
 
-[reaper]
-interval_seconds = 1
-
+{reaper}
 [log]
 level = "rexec=debug,info"
 
@@ -114,6 +113,11 @@ level = "rexec=debug,info"
 "#,
             socket = socket.display(),
             data = dir.path().join("data").display(),
+            reaper = if extra.contains("[reaper]") {
+                ""
+            } else {
+                "[reaper]\ninterval_seconds = 1\n"
+            },
         );
         let config_path = dir.path().join("rexecd.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -314,6 +318,15 @@ pub async fn wait_running(c: &Client, id: &str) -> api::Container {
         (got.status == api::ContainerStatus::Running).then_some(got)
     })
     .await
+}
+
+pub fn custom_req(reference: &str, name: Option<&str>) -> api::CreateContainerRequest {
+    api::CreateContainerRequest {
+        image: "custom".into(),
+        custom_image: Some(reference.into()),
+        name: name.map(str::to_string),
+        ..Default::default()
+    }
 }
 
 pub fn create_req(image: &str, name: Option<&str>) -> api::CreateContainerRequest {
