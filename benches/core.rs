@@ -1,1 +1,184 @@
-fn main() {}
+//! Issue 2's benchmarks, each against Docker itself in the same run on the same machine:
+//!
+//! 1. `POST /api/containers` to the `ready` event (barebone, local image) vs `docker run -d`;
+//! 2. the 202 latency itself (p50/p99);
+//! 3. `GET /api/containers/:id` throughput over the Unix socket vs dockerd's own
+//!    `GET /containers/{id}/json` over its socket, with the same client.
+//!
+//! Run: `cargo bench --bench core` (needs the engine and test image: scripts/test-env.sh).
+//! Results go to stdout as a markdown table; docs/benchmarks.md records them.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::events::Events;
+use common::{create_req, Daemon};
+use rexec::api::{EventBody, Stage};
+use rexec::client::Client;
+
+const CREATE_RUNS: usize = 30;
+const GET_CONCURRENCY: usize = 8;
+const GET_REQUESTS: usize = 20_000;
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[idx]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn docker_run_once(label: &str) -> Duration {
+    let t = Instant::now();
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--label",
+            &format!("rexec.test={label}"),
+            common::TEST_IMAGE,
+            "sleep",
+            "3600",
+        ])
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Command::new("docker")
+        .args(["rm", "-f", &id])
+        .output()
+        .unwrap();
+    took
+}
+
+async fn rexec_create_once(c: &Client, ev: &mut Events, i: usize) -> (Duration, Duration) {
+    let mut req = create_req("alpine", Some(&format!("bench-{i}")));
+    req.role = Some("barebone".into());
+    let t = Instant::now();
+    let made = c.create_container(&req).await.unwrap();
+    let accepted = t.elapsed();
+    loop {
+        let e = ev.next(60).await.expect("ready in time");
+        if let EventBody::ContainerProgress(p) = &e.body {
+            if p.id == made.db_id && p.complete {
+                assert_eq!(p.stage, Stage::Ready, "{p:?}");
+                break;
+            }
+        }
+    }
+    let ready = t.elapsed();
+    c.delete(&made.db_id).await.unwrap();
+    (accepted, ready)
+}
+
+async fn throughput(client: Arc<Client>, path: String) -> f64 {
+    // Warm up connections.
+    for _ in 0..200 {
+        let r = client
+            .raw(hyper::Method::GET, &path, None, &[])
+            .await
+            .unwrap();
+        assert!(
+            r.status.is_success(),
+            "{path}: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let t = Instant::now();
+    let per_task = GET_REQUESTS / GET_CONCURRENCY;
+    let mut tasks = Vec::new();
+    for _ in 0..GET_CONCURRENCY {
+        let client = client.clone();
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_task {
+                let r = client
+                    .raw(hyper::Method::GET, &path, None, &[])
+                    .await
+                    .unwrap();
+                assert!(r.status.is_success());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (per_task * GET_CONCURRENCY) as f64 / t.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let d = Daemon::start_with("[log]\nlevel = \"warn\"\n[tiers.enterprise]\ncontainers = 100\n");
+    d.ready().await;
+    let (_, uc) = d.user("bench", "enterprise").await;
+    let mut ev = Events::new(uc.events(None).await.unwrap());
+
+    // 1 and 2, interleaved with the Docker baseline so both see the same machine state.
+    let (mut docker_runs, mut ready, mut accepted) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..CREATE_RUNS {
+        docker_runs.push(ms(docker_run_once(&d.label)));
+        let (a, r) = rexec_create_once(&uc, &mut ev, i).await;
+        accepted.push(ms(a));
+        ready.push(ms(r));
+    }
+    let docker_p50 = percentile(&mut docker_runs, 0.5);
+    let ready_p50 = percentile(&mut ready, 0.5);
+    let accepted_p50 = percentile(&mut accepted, 0.5);
+    let accepted_p99 = percentile(&mut accepted, 0.99);
+
+    // 3. GET throughput, same client code, both over Unix sockets.
+    let root = d.client();
+    let made = root
+        .create_container(&create_req("alpine", Some("target")))
+        .await
+        .unwrap();
+    let running = common::wait_running(&root, &made.db_id).await;
+    let rexec_client = Arc::new(root.with_token(Some(d.token_for("root", None).await)));
+    let docker_client = Arc::new(Client::unix("/var/run/docker.sock"));
+    let rexec_rps = throughput(
+        rexec_client.clone(),
+        format!("/api/containers/{}", running.id),
+    )
+    .await;
+    let docker_rps = throughput(
+        docker_client.clone(),
+        format!("/v1.41/containers/{}/json", running.id),
+    )
+    .await;
+    let rexec_peer_rps = throughput(
+        Arc::new(d.client()),
+        format!("/api/containers/{}", running.id),
+    )
+    .await;
+
+    println!("| measurement | rexecd | Docker baseline | ratio | target |");
+    println!("| --- | --- | --- | --- | --- |");
+    println!(
+        "| POST to `ready`, barebone, local image (median of {CREATE_RUNS}) | {ready_p50:.1} ms | `docker run -d` {docker_p50:.1} ms | {:.2}x | <= 1.25x |",
+        ready_p50 / docker_p50
+    );
+    println!("| 202 latency p50 / p99 ({CREATE_RUNS} creates) | {accepted_p50:.2} / {accepted_p99:.2} ms | | | p99 < 20 ms |");
+    println!(
+        "| `GET /api/containers/:id` over the Unix socket, {GET_CONCURRENCY} concurrent, token auth | {rexec_rps:.0} req/s | dockerd `GET /containers/{{id}}/json` {docker_rps:.0} req/s | {:.2}x | >= 3x |",
+        rexec_rps / docker_rps
+    );
+    println!(
+        "| same, peer-credential auth | {rexec_peer_rps:.0} req/s | {docker_rps:.0} req/s | {:.2}x | |",
+        rexec_peer_rps / docker_rps
+    );
+    root.delete(&made.db_id).await.unwrap();
+}

@@ -28,6 +28,12 @@ REGISTRY_URL=http://$REGISTRY_ADDR
 TEST_IMAGE=rexec-test/busybox:latest
 REGISTRY_IMAGE=$REGISTRY_ADDR/rexec/busybox:latest
 PACKAGES=(docker.io docker-registry busybox-static tmux ca-certificates curl)
+# `--engine-only`: just a running Docker engine (scripts/run.sh uses it).
+ENGINE_ONLY=0
+if [[ ${1:-} == --engine-only ]]; then
+    ENGINE_ONLY=1
+    PACKAGES=(docker.io ca-certificates curl)
+fi
 WAIT_SECS=60
 
 log() { printf '[test-env] %s\n' "$*" >&2; }
@@ -150,6 +156,10 @@ else
     fi
 fi
 docker version >/dev/null || die "'docker version' fails"
+if [[ $ENGINE_ONLY -eq 1 ]]; then
+    log "docker engine ready"
+    exit 0
+fi
 
 # -------------------------------------------------------------- test image --
 # Put busybox (from Debian's busybox-static) in $1/bin/busybox.

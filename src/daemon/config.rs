@@ -354,6 +354,28 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_parses_to_the_defaults() {
+        let c = Config::parse(include_str!("../../packaging/rexecd.toml")).unwrap();
+        c.validate().unwrap();
+        let d = Config::default();
+        assert_eq!(c.docker.cap_add, d.docker.cap_add);
+        assert_eq!(c.docker.pids_limit, d.docker.pids_limit);
+        assert_eq!(c.docker.network, d.docker.network);
+        assert_eq!(c.server.socket_mode, d.server.socket_mode);
+        assert_eq!(
+            c.server.max_concurrent_creations,
+            d.server.max_concurrent_creations
+        );
+        assert_eq!(c.auth.local_tier, d.auth.local_tier);
+        assert_eq!(c.events.retain, d.events.retain);
+        assert_eq!(c.reaper.interval_seconds, d.reaper.interval_seconds);
+        assert_eq!(
+            c.terminal.reconnect_grace_seconds,
+            d.terminal.reconnect_grace_seconds
+        );
+    }
+
+    #[test]
     fn rejects_unknown_keys_and_bad_modes() {
         assert!(Config::parse("[server]\nsokcet = \"/x\"").is_err());
         let c = Config::parse("[server]\nsocket_mode = \"999\"").unwrap();

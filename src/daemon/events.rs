@@ -11,7 +11,10 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use super::clock;
-use super::store::{EventRecord, Store, StoreError};
+use super::store::{Store, StoreError};
+
+/// An event as the hub hands it out: its `seq`, owner and wire JSON.
+pub use super::store::EventRecord;
 use crate::api::{Event, EventBody};
 
 /// Room in the live channel per subscriber before it lags and falls back to replay.

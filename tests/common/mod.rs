@@ -105,8 +105,7 @@ stop_timeout_seconds = 2
 extra_labels = {{ "rexec.test" = "{label}" }}
 
 {reaper}
-[log]
-level = "rexec=debug,info"
+{log}
 
 {images}
 {extra}
@@ -117,6 +116,11 @@ level = "rexec=debug,info"
                 ""
             } else {
                 "[reaper]\ninterval_seconds = 1\n"
+            },
+            log = if extra.contains("[log]") {
+                ""
+            } else {
+                "[log]\nlevel = \"rexec=debug,info\"\n"
             },
         );
         let config_path = dir.path().join("rexecd.toml");

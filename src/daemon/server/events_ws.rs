@@ -19,8 +19,7 @@ use super::http::HttpResult;
 use super::{query, Ctx};
 use crate::api::EventControl;
 use crate::daemon::error::Error;
-use crate::daemon::events::{EventHub, REPLAY_PAGE};
-use crate::daemon::store::EventRecord;
+use crate::daemon::events::{EventHub, EventRecord, REPLAY_PAGE};
 
 /// Server pings keep idle proxies from cutting the line.
 const PING_INTERVAL: Duration = Duration::from_secs(25);

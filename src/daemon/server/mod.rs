@@ -1,5 +1,5 @@
 //! The listeners (Unix socket and TCP), request identity and the router. Handlers are thin:
-//! they never touch bollard or redb.
+//! they never touch the Docker client or the database.
 
 mod admin;
 mod containers;

@@ -1,0 +1,81 @@
+//! `rexecctl` against a real daemon: bootstrap an installation over the Unix socket and run
+//! the container commands, with their output and exit codes.
+
+mod common;
+
+use std::process::Command;
+
+use common::Daemon;
+
+fn ctl(d: &Daemon, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rexecctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(args)
+        .env_remove("REXEC_URL")
+        .env_remove("REXEC_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bootstrap_and_manage_containers() {
+    let d = Daemon::start();
+    d.ready().await;
+    let (code, out, err) = ctl(&d, &["user", "create", "ann", "--tier", "free"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("created user ann (usr_"), "{out}");
+    let (code, token, err) = ctl(&d, &["token", "create", "--user", "ann"]);
+    assert_eq!(code, 0, "{err}");
+    let token = token.trim().to_string();
+    assert!(token.starts_with("rexec_") && token.len() == 70, "{token}");
+
+    // As ann, through the token, over the socket.
+    let as_ann = |args: &[&str]| {
+        let mut all = vec!["--token", token.as_str()];
+        all.extend_from_slice(args);
+        ctl(&d, &all)
+    };
+    let (code, out, err) = as_ann(&["create", "--image", "alpine:latest", "--name", "dev"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("creating dev"), "{out}");
+    assert!(out.contains("validating") && out.contains("ready"), "{out}");
+    let (code, out, _) = as_ann(&["ls"]);
+    assert_eq!(code, 0);
+    assert!(out.lines().next().unwrap().starts_with("NAME"));
+    assert!(out.contains("dev") && out.contains("running"), "{out}");
+    let (code, out, _) = as_ann(&["get", "dev", "--output", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["name"].as_str(), v["status"].as_str()),
+        (Some("dev"), Some("running"))
+    );
+    let (code, out, _) = as_ann(&["stop", "dev"]);
+    assert_eq!((code, out.trim()), (0, "dev: container stopped"));
+    let (code, out, _) = as_ann(&["start", "dev"]);
+    assert_eq!((code, out.trim()), (0, "dev: container started"));
+
+    // Errors: one line from the API's body, exit code 1.
+    let (code, _, err) = as_ann(&["get", "nope"]);
+    assert_eq!((code, err.trim()), (1, "rexecctl: container not found"));
+    let (code, _, err) = as_ann(&["create", "--image", "fedora"]);
+    assert_eq!((code, err.trim()), (1, "rexecctl: unsupported image type"));
+    let (code, out, _) = as_ann(&["rm", "dev"]);
+    assert_eq!((code, out.trim()), (0, "dev: container deleted"));
+    assert!(d.docker_containers().is_empty());
+
+    // Daemon not running: exit code 3.
+    let out = Command::new(env!("CARGO_BIN_EXE_rexecctl"))
+        .args(["--socket", "/nonexistent/rexecd.sock", "ls"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .starts_with("rexecctl: cannot reach rexecd at /nonexistent/rexecd.sock"));
+}
