@@ -43,6 +43,7 @@ async fn each_rule_answers_its_status_and_body_and_stores_nothing() {
         (r#"{"image": 5}"#, 400, Value::Null),
         (r#"{"image": "alpine", "shell": "zsh"}"#, 400, Value::Null),
         (r#"[1,2]"#, 400, Value::Null),
+        (r#"["alpine"]"#, 400, Value::Null),
         // 2. image
         (
             r#"{}"#,
@@ -175,6 +176,14 @@ async fn tier_gates_limits_and_names() {
             json!({"error":"image requires the enterprise tier","code":"tier_required"})
         )
     );
+
+    // Admins may use gated images.
+    let admin = d.client();
+    let r = admin
+        .create_container(&common::create_req("gated:latest", None))
+        .await
+        .unwrap();
+    assert_eq!(r.image, "gated:latest");
 
     // 8. the container limit (guest: 1), with the documented body
     let (s, first) = post(&c, r#"{"image":"alpine","name":"one"}"#).await;

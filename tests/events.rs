@@ -77,6 +77,13 @@ async fn an_old_since_reports_a_gap() {
     assert!(oldest > 2, "{gap}");
     let first = ev.next(5).await.unwrap();
     assert_eq!(first.seq, oldest);
+    // A seq from another history (newer than any sent) is a gap too, then live events.
+    let mut ev = Events::new(c.events(Some(1_000_000)).await.unwrap());
+    let gap = ev.next_json(5).await.unwrap();
+    assert_eq!(gap["type"], "replay_gap", "{gap}");
+    c.stop("a").await.unwrap();
+    let live = ev.next(5).await.expect("live events follow the gap");
+    assert!(matches!(live.body, EventBody::ContainerUpdated(_)));
 }
 
 #[tokio::test(flavor = "multi_thread")]

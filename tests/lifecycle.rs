@@ -431,10 +431,24 @@ async fn stop_start_recreate_and_settings() {
             "renamed",
             &api::SettingsRequest {
                 name: Some("other".into()),
+                memory_mb: Some(512),
                 ..Default::default()
             },
         )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
+    // The refused change touched neither the record nor Docker.
+    assert_eq!(
+        c.get_container("renamed")
+            .await
+            .unwrap()
+            .resources
+            .memory_mb,
+        1024
+    );
+    assert_eq!(
+        docker::inspect("container", &r.id).unwrap()["HostConfig"]["Memory"],
+        json!(1024i64 << 20)
+    );
 }

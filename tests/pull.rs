@@ -137,7 +137,20 @@ async fn a_failed_pull_ends_in_error_with_a_safe_message() {
     assert_eq!(rec.status, ContainerStatus::Error);
     assert_eq!(rec.error.as_deref(), Some(msg.as_str()));
     assert!(d.docker_containers().is_empty());
-    // It still counts until deleted.
+    // It cannot be started; it still counts until deleted.
+    let r = c
+        .raw(
+            hyper::Method::POST,
+            "/api/containers/broken/start",
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.value()["code"].clone()),
+        (409, serde_json::json!("container_failed"))
+    );
     assert_eq!(c.list_containers().await.unwrap().count, 1);
     c.delete("broken").await.unwrap();
     assert!(d.docker_volumes().is_empty());

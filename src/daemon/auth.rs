@@ -152,18 +152,44 @@ pub trait Accounts: Send + Sync {
 
 /// The host's accounts, through NSS.
 pub struct SystemAccounts {
-    pub admin_group: String,
+    admin_group: String,
+    cache: std::sync::Mutex<HashMap<u32, CachedAccount>>,
 }
 
-impl Accounts for SystemAccounts {
-    fn name_of(&self, uid: u32) -> Option<String> {
-        nix::unistd::User::from_uid(uid.into())
-            .ok()
-            .flatten()
-            .map(|u| u.name)
+/// When it was looked up, the account name, whether it is an admin.
+type CachedAccount = (std::time::Instant, Option<String>, bool);
+
+/// How long a looked-up account is trusted: each lookup reads /etc/passwd and /etc/group, and
+/// every request over the socket needs one. An admin-group change shows within this.
+const ACCOUNT_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl SystemAccounts {
+    pub fn new(admin_group: String) -> Self {
+        Self {
+            admin_group,
+            cache: Default::default(),
+        }
     }
 
-    fn is_admin(&self, uid: u32) -> bool {
+    fn lookup(&self, uid: u32) -> (Option<String>, bool) {
+        if let Some((at, name, admin)) = self.cache.lock().unwrap().get(&uid) {
+            if at.elapsed() < ACCOUNT_TTL {
+                return (name.clone(), *admin);
+            }
+        }
+        let name = nix::unistd::User::from_uid(uid.into())
+            .ok()
+            .flatten()
+            .map(|u| u.name);
+        let admin = self.admin_uncached(uid);
+        self.cache
+            .lock()
+            .unwrap()
+            .insert(uid, (std::time::Instant::now(), name.clone(), admin));
+        (name, admin)
+    }
+
+    fn admin_uncached(&self, uid: u32) -> bool {
         if uid == 0 {
             return true;
         }
@@ -177,6 +203,16 @@ impl Accounts for SystemAccounts {
             return false;
         };
         group.gid == user.gid || group.mem.contains(&user.name)
+    }
+}
+
+impl Accounts for SystemAccounts {
+    fn name_of(&self, uid: u32) -> Option<String> {
+        self.lookup(uid).0
+    }
+
+    fn is_admin(&self, uid: u32) -> bool {
+        self.lookup(uid).1
     }
 }
 
@@ -275,10 +311,7 @@ impl Auth {
             .last_used_at_ms
             .is_none_or(|t| now - t > TOUCH_INTERVAL_MS)
         {
-            let mut touched = record.clone();
-            touched.last_used_at_ms = Some(now);
-            self.tokens.write().unwrap().insert(hash, touched.clone());
-            self.store.run(move |s| s.touch_token(&touched)).await?;
+            self.touch(&hash, now).await?;
         }
         let scopes = record
             .scopes
@@ -286,6 +319,19 @@ impl Auth {
             .filter_map(|s| Scope::parse(s))
             .collect();
         Ok(Principal { user, scopes })
+    }
+
+    /// Records a token's use, on the current record (a revoke may have happened meanwhile).
+    async fn touch(&self, hash: &str, now: i64) -> Result<()> {
+        let _w = self.write.lock().await;
+        let Some(mut token) = self.tokens.read().unwrap().get(hash).cloned() else {
+            return Ok(());
+        };
+        token.last_used_at_ms = Some(now);
+        let stored = token.clone();
+        self.store.run(move |s| s.touch_token(&stored)).await?;
+        self.tokens.write().unwrap().insert(hash.to_string(), token);
+        Ok(())
     }
 
     async fn by_peer(&self, uid: u32) -> Result<Principal> {
@@ -348,11 +394,17 @@ impl Auth {
         Ok(())
     }
 
+    /// The local account's user, made on first use.
     async fn insert_user(&self, name: &str, tier: Tier, admin: bool) -> Result<User> {
         let _w = self.write.lock().await;
         if let Some(u) = self.user_by_name(name) {
             return Ok(u);
         }
+        self.save_new_user(name, tier, admin).await
+    }
+
+    /// Stores a new user; the caller holds the write lock and found the name free.
+    async fn save_new_user(&self, name: &str, tier: Tier, admin: bool) -> Result<User> {
         let user = User {
             id: format!("usr_{}", random_hex(8)),
             name: name.to_string(),
@@ -378,13 +430,14 @@ impl Auth {
                 Tier::parse(t).ok_or_else(|| Error::BadRequest(format!("unknown tier {t:?}")))?
             }
         };
+        let _w = self.write.lock().await;
         if self.user_by_name(name).is_some() {
             return Err(Error::Conflict {
                 message: "user already exists".into(),
                 code: "user_exists",
             });
         }
-        self.insert_user(name, tier, false).await
+        self.save_new_user(name, tier, false).await
     }
 
     pub async fn set_tier(&self, id: &str, tier: &str) -> Result<User> {
@@ -441,6 +494,11 @@ impl Auth {
             ));
         }
         let scopes = parse_scopes(req.scopes.as_deref())?;
+        if req.expires_in == Some(0) {
+            return Err(Error::BadRequest(
+                "expires_in must be at least 1 (days)".into(),
+            ));
+        }
         if scopes.contains(&Scope::Admin) {
             caller.require_admin()?;
             if !owner.admin {

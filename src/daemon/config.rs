@@ -45,6 +45,7 @@ pub struct Config {
     pub terminal: TerminalConfig,
     pub events: EventsConfig,
     pub reaper: ReaperConfig,
+    pub limits: LimitsConfig,
     pub log: LogConfig,
 }
 
@@ -117,6 +118,22 @@ pub struct EventsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ReaperConfig {
     pub interval_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Writes (POST, PATCH, PUT, DELETE) one user may make per minute, in bursts of up to a
+    /// minute's worth; beyond it, 429 with `Retry-After`. 0 turns the limit off.
+    pub writes_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            writes_per_minute: 600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -369,6 +386,7 @@ mod tests {
         assert_eq!(c.auth.local_tier, d.auth.local_tier);
         assert_eq!(c.events.retain, d.events.retain);
         assert_eq!(c.reaper.interval_seconds, d.reaper.interval_seconds);
+        assert_eq!(c.limits.writes_per_minute, d.limits.writes_per_minute);
         assert_eq!(
             c.terminal.reconnect_grace_seconds,
             d.terminal.reconnect_grace_seconds

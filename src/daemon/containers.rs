@@ -71,6 +71,24 @@ fn shell_record(s: Option<api::ShellOptions>) -> ShellRecord {
     }
 }
 
+/// A create request that passed rules 1-7.
+struct ValidCreate {
+    image_label: String,
+    docker_image: String,
+    name: Option<String>,
+    role: Option<String>,
+    shell: ShellRecord,
+    resources: api::Resources,
+    environment: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+}
+
+fn invalid_name() -> Error {
+    Error::BadRequest(
+        "invalid container name: must be 1-64 characters, alphanumeric and hyphens only".into(),
+    )
+}
+
 fn valid_env_name(k: &str) -> bool {
     !k.is_empty() && !k.contains(['=', '\0']) && k.len() <= 256
 }
@@ -134,87 +152,30 @@ impl Containers {
 
     /// Validates a create body in the documented order, stores the record durably and starts
     /// the pipeline. The 202 body is built from what is returned.
-    pub async fn create(&self, user: &User, body: &[u8]) -> Result<api::CreateContainerResponse> {
-        // 1. JSON with the right types.
-        let raw: RawCreate = serde_json::from_slice(body)
-            .map_err(|e| Error::BadRequest(format!("invalid request body: {e}")))?;
-        // 2. A catalog image.
-        let unsupported = || Error::UnsupportedImage {
-            supported: self.catalog.supported_images(),
-        };
-        let image_key = raw.image.as_deref().map(str::trim).unwrap_or_default();
-        // 3. Custom images need a valid reference.
-        let (image_label, docker_image, min_tier) = if image_key == CUSTOM_IMAGE {
-            let reference = raw
-                .custom_image
-                .as_deref()
-                .map(str::trim)
-                .unwrap_or_default();
-            if reference.is_empty() {
-                return Err(Error::BadRequest(
-                    "custom_image is required when image is 'custom'".into(),
-                ));
-            }
-            if !names::valid_image_reference(reference) {
-                return Err(Error::BadRequest("invalid custom_image format".into()));
-            }
-            (format!("custom:{reference}"), reference.to_string(), None)
-        } else {
-            let entry = self.catalog.image(image_key).ok_or_else(unsupported)?;
-            (entry.name.clone(), entry.docker.clone(), entry.min_tier)
-        };
-        // 4. The name, if any.
-        let requested_name = raw.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
-        if let Some(n) = requested_name {
-            if !names::valid_container_name(n) {
-                return Err(Error::BadRequest(
-                    "invalid container name: must be 1-64 characters, alphanumeric and hyphens only"
-                        .into(),
-                ));
-            }
-        }
-        // 5. A known role, if any.
-        let role = raw.role.as_deref().map(str::trim).filter(|r| !r.is_empty());
-        if let Some(r) = role {
-            if Catalog::role(r).is_none() {
-                return Err(Error::UnsupportedRole {
-                    supported: Catalog::role_names(),
-                });
-            }
-        }
-        // 6. Resources are positive integers.
-        let memory = positive("memory_mb", raw.memory_mb)?;
-        let cpu = positive("cpu_shares", raw.cpu_shares)?;
-        let disk = positive("disk_mb", raw.disk_mb)?;
-        let environment = raw.environment.unwrap_or_default();
-        if let Some(bad) = environment.keys().find(|k| !valid_env_name(k)) {
-            return Err(Error::BadRequest(format!(
-                "invalid request body: bad environment variable name {bad:?}"
-            )));
-        }
-        // 7. Tier-gated images.
-        if let Some(min) = min_tier {
-            if user.tier < min {
-                return Err(Error::TierRequired(min));
-            }
-        }
+    pub async fn create(
+        &self,
+        user: &User,
+        admin: bool,
+        body: &[u8],
+    ) -> Result<api::CreateContainerResponse> {
+        let valid = self.validate(user, admin, body)?;
         if !self.availability.is_up() {
             return Err(Error::Unavailable);
         }
         let limits = *self.catalog.limits(user.tier);
-        let resources = limits.resources(memory, cpu, disk);
         let now = clock::now_ms();
         let db_id = uuid::Uuid::new_v4().to_string();
+        let resources = valid.resources;
         let record = ContainerRecord {
             db_id: db_id.clone(),
             user_id: user.id.clone(),
             name: String::new(),
-            image: image_label,
-            docker_image,
-            role: role.map(str::to_string),
-            shell: shell_record(raw.shell),
-            environment,
-            labels: raw.labels.unwrap_or_default(),
+            image: valid.image_label,
+            docker_image: valid.docker_image,
+            role: valid.role,
+            shell: valid.shell,
+            environment: valid.environment,
+            labels: valid.labels,
             memory_mb: resources.memory_mb,
             cpu_shares: resources.cpu_shares,
             disk_mb: resources.disk_mb,
@@ -231,34 +192,32 @@ impl Containers {
             expires_at_ms: limits.session_seconds.map(|s| now + (s as i64) * 1000),
         };
         let tier = user.tier;
+        let requested_name = valid.name;
+        let emit = Emit::Progress {
+            message: "Validating request...".into(),
+            complete: false,
+        };
         let record = self
             .registry
-            .insert(
-                record,
-                Emit::Progress {
-                    message: "Validating request...".into(),
-                    complete: false,
-                },
-                |mine, record| {
-                    // 8. The container limit: every record counts until deleted.
-                    let current = mine.len() as u32;
-                    if current >= limits.containers {
-                        return Err(Error::LimitReached {
-                            current,
-                            limit: limits.containers,
-                            tier,
-                        });
-                    }
-                    // 9. Unique names per user.
-                    let taken = |n: &str| mine.iter().any(|r| r.name == n);
-                    match requested_name {
-                        Some(n) if taken(n) => return Err(Error::NameTaken(n.to_string())),
-                        Some(n) => record.name = n.to_string(),
-                        None => record.name = names::generate(taken),
-                    }
-                    Ok(())
-                },
-            )
+            .insert(record, emit, |mine, record| {
+                // 8. The container limit: every record counts until deleted.
+                let current = mine.len() as u32;
+                if current >= limits.containers {
+                    return Err(Error::LimitReached {
+                        current,
+                        limit: limits.containers,
+                        tier,
+                    });
+                }
+                // 9. Unique names per user.
+                let taken = |n: &str| mine.iter().any(|r| r.name == n);
+                record.name = match requested_name {
+                    Some(n) if taken(&n) => return Err(Error::NameTaken(n)),
+                    Some(n) => n,
+                    None => names::generate(taken),
+                };
+                Ok(())
+            })
             .await?;
         info!(container_id = %record.db_id, user_id = %record.user_id, name = %record.name, "creation accepted");
         self.provisioner.spawn(record.db_id.clone());
@@ -280,6 +239,74 @@ impl Containers {
         })
     }
 
+    /// Rules 1-7 of the contract, in order; 8 and 9 need the user's records and run at insert.
+    fn validate(&self, user: &User, admin: bool, body: &[u8]) -> Result<ValidCreate> {
+        // 1. A JSON object with the right types.
+        let raw: RawCreate = super::json_object(body)?;
+        // 2. A catalog image; 3. custom images need a valid reference.
+        let image_key = raw.image.as_deref().map(str::trim).unwrap_or_default();
+        let (image_label, docker_image, min_tier) = if image_key == CUSTOM_IMAGE {
+            let reference = raw
+                .custom_image
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or_default();
+            if reference.is_empty() {
+                return Err(Error::BadRequest(
+                    "custom_image is required when image is 'custom'".into(),
+                ));
+            }
+            if !names::valid_image_reference(reference) {
+                return Err(Error::BadRequest("invalid custom_image format".into()));
+            }
+            (format!("custom:{reference}"), reference.to_string(), None)
+        } else {
+            let entry = self
+                .catalog
+                .image(image_key)
+                .ok_or_else(|| Error::UnsupportedImage {
+                    supported: self.catalog.supported_images(),
+                })?;
+            (entry.name.clone(), entry.docker.clone(), entry.min_tier)
+        };
+        // 4. The name, if any.
+        let name = raw.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+        if name.is_some_and(|n| !names::valid_container_name(n)) {
+            return Err(invalid_name());
+        }
+        // 5. A known role, if any.
+        let role = raw.role.as_deref().map(str::trim).filter(|r| !r.is_empty());
+        if role.is_some_and(|r| Catalog::role(r).is_none()) {
+            return Err(Error::UnsupportedRole {
+                supported: Catalog::role_names(),
+            });
+        }
+        // 6. Resources are positive integers; the tier clamps them.
+        let memory = positive("memory_mb", raw.memory_mb)?;
+        let cpu = positive("cpu_shares", raw.cpu_shares)?;
+        let disk = positive("disk_mb", raw.disk_mb)?;
+        let environment = raw.environment.unwrap_or_default();
+        if let Some(bad) = environment.keys().find(|k| !valid_env_name(k)) {
+            return Err(Error::BadRequest(format!(
+                "invalid request body: bad environment variable name {bad:?}"
+            )));
+        }
+        // 7. Tier-gated images (admins may use any).
+        if let Some(min) = min_tier.filter(|min| user.tier < *min && !admin) {
+            return Err(Error::TierRequired(min));
+        }
+        Ok(ValidCreate {
+            image_label,
+            docker_image,
+            name: name.map(str::to_string),
+            role: role.map(str::to_string),
+            shell: shell_record(raw.shell),
+            resources: self.catalog.limits(user.tier).resources(memory, cpu, disk),
+            environment,
+            labels: raw.labels.unwrap_or_default(),
+        })
+    }
+
     pub async fn start(&self, user: &User, key: &str) -> Result<api::LifecycleResponse> {
         let rec = self.find(user, key)?;
         if rec.status == RecordStatus::Creating {
@@ -293,6 +320,12 @@ impl Containers {
             .registry
             .get(&rec.db_id)
             .ok_or(Error::NotFound("container"))?;
+        if rec.status == RecordStatus::Error {
+            return Err(Error::Conflict {
+                message: "container failed to create; delete it and create it again".into(),
+                code: "container_failed",
+            });
+        }
         let existing = match &rec.docker_id {
             Some(id) => self.engine.inspect(id).await?,
             None => None,
@@ -327,15 +360,13 @@ impl Containers {
 
     /// Docker lost the container: build it again from the record, on the same volume.
     async fn recreate(&self, rec: ContainerRecord) -> Result<api::LifecycleResponse> {
-        if rec.status == RecordStatus::Error {
-            return Err(Error::Conflict {
-                message: "container failed to create; delete it and create it again".into(),
-                code: "container_failed",
-            });
-        }
         let old_id = registry::public_id(&rec);
         let spec = self.spec.spec(&rec);
-        self.engine.create_volume(&rec.volume, &spec.labels).await?;
+        let volume_kept = self.engine.volume_exists(&rec.volume).await?;
+        if !volume_kept {
+            warn!(container_id = %rec.db_id, "the container's volume was gone too; recreating it empty");
+            self.engine.create_volume(&rec.volume, &spec.labels).await?;
+        }
         // A leftover with the same name would make the create conflict.
         self.engine.remove_container(&spec.name).await?;
         let id = self.engine.create_container(&spec).await?;
@@ -350,6 +381,7 @@ impl Containers {
                 r.docker_id = Some(id.clone());
                 r.status = RecordStatus::Running;
                 r.ip_address = ip;
+                r.disk_enforced = spec.disk_bytes.is_some();
                 Ok(Some(Emit::Updated))
             })
             .await?
@@ -362,7 +394,7 @@ impl Containers {
             status: api::ContainerStatus::Running,
             old_id: Some(old_id),
             recreated: Some(true),
-            volume_kept: Some(true),
+            volume_kept: Some(volume_kept),
         })
     }
 
@@ -466,13 +498,8 @@ impl Containers {
     ) -> Result<api::Container> {
         let rec = self.find(user, key)?;
         let name = req.name.as_deref().map(str::trim);
-        if let Some(n) = name {
-            if !names::valid_container_name(n) {
-                return Err(Error::BadRequest(
-                    "invalid container name: must be 1-64 characters, alphanumeric and hyphens only"
-                        .into(),
-                ));
-            }
+        if name.is_some_and(|n| !names::valid_container_name(n)) {
+            return Err(invalid_name());
         }
         for (field, v) in [
             ("memory_mb", req.memory_mb),
@@ -490,6 +517,17 @@ impl Containers {
             .registry
             .get(&rec.db_id)
             .ok_or(Error::NotFound("container"))?;
+        // Checked before Docker is changed, so a refused rename changes nothing; checked
+        // again at commit, against concurrent creates.
+        let taken = |n: &str| {
+            self.registry
+                .list(Some(&user.id))
+                .iter()
+                .any(|o| o.name == n && o.db_id != rec.db_id)
+        };
+        if let Some(n) = name.filter(|n| taken(n)) {
+            return Err(Error::NameTaken(n.to_string()));
+        }
         let limits = self.catalog.limits(user.tier);
         let r = limits.resources(
             Some(req.memory_mb.unwrap_or(rec.memory_mb)),
@@ -515,7 +553,7 @@ impl Containers {
             .registry
             .update(&rec.db_id, true, |rec, mine| {
                 if let Some(n) = name {
-                    if n != rec.name && mine.iter().any(|o| o.name == n) {
+                    if mine.iter().any(|o| o.name == n && o.db_id != rec.db_id) {
                         return Err(Error::NameTaken(n.to_string()));
                     }
                     rec.name = n.to_string();

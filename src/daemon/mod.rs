@@ -38,6 +38,18 @@ use self::registry::Registry;
 use self::spec::SpecBuilder;
 use self::store::Store;
 
+/// Parses a request body that must be a JSON object. serde would also take an array and
+/// fill the fields by position, which no client means.
+pub fn json_object<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> error::Result<T> {
+    let bad =
+        |e: &dyn std::fmt::Display| error::Error::BadRequest(format!("invalid request body: {e}"));
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(&e))?;
+    if !value.is_object() {
+        return Err(bad(&"expected a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| bad(&e))
+}
+
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -71,6 +83,7 @@ pub struct AppState {
     pub hub: Arc<EventHub>,
     pub availability: Arc<Availability>,
     pub spec: Arc<SpecBuilder>,
+    pub limiter: server::ratelimit::RateLimiter,
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -141,9 +154,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     }
     let auth = Arc::new(Auth::new(
         store.clone(),
-        Box::new(SystemAccounts {
-            admin_group: config.auth.admin_group.clone(),
-        }),
+        Box::new(SystemAccounts::new(config.auth.admin_group.clone())),
         config.auth.local_tier,
     )?);
     let catalog = Arc::new(Catalog::from_config(&config));
@@ -174,6 +185,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         hub,
         availability: availability.clone(),
         spec: spec.clone(),
+        limiter: server::ratelimit::RateLimiter::new(config.limits.writes_per_minute),
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
     });

@@ -22,6 +22,10 @@ const CREATING: u8 = 50;
 const STARTING: u8 = 70;
 const CONFIGURING: u8 = 85;
 
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// Why a pipeline ended early. `Failed` carries a message safe to show a client.
 enum Stop {
     Cancelled,
@@ -303,7 +307,7 @@ impl Provisioner {
                     let pct = PULL_START + (span * p.current.min(p.total) / p.total) as u8;
                     if pct > shown {
                         shown = pct;
-                        let msg = format!("Pulling image... {} of {} MB", p.current >> 20, p.total >> 20);
+                        let msg = format!("Pulling image... {:.1} of {:.1} MB", mb(p.current), mb(p.total));
                         self.stage(db_id, RecordStage::Pulling, pct, &msg, false).await?;
                     }
                 }

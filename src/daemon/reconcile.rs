@@ -63,9 +63,12 @@ impl Monitor {
             match self.engine.info().await {
                 Ok(info) => {
                     backoff = Duration::from_millis(100);
+                    // Events from just before the reconcile on, so that a change during it is
+                    // not missed (a repeated one is harmless: status updates are idempotent).
+                    let since = time::OffsetDateTime::now_utc().unix_timestamp() - 1;
                     self.connected(&info, first).await;
                     first = false;
-                    if !self.follow(&shutdown).await {
+                    if !self.follow(since, &shutdown).await {
                         return;
                     }
                     // The stream ended: ask again at once; only a failing info marks Docker down.
@@ -136,8 +139,11 @@ impl Monitor {
     }
 
     /// Returns false on shutdown.
-    async fn follow(&self, shutdown: &CancellationToken) -> bool {
-        let mut events = self.engine.events(&self.spec.instance_filter()).await;
+    async fn follow(&self, since: i64, shutdown: &CancellationToken) -> bool {
+        let mut events = self
+            .engine
+            .events(&self.spec.instance_filter(), since)
+            .await;
         loop {
             tokio::select! {
                 e = events.next() => match e {
@@ -162,14 +168,27 @@ impl Monitor {
         let Some(_op) = self.registry.try_lock(&rec.db_id) else {
             return;
         };
-        let status = match e.kind {
-            EngineEventKind::Started => RecordStatus::Running,
-            EngineEventKind::Died | EngineEventKind::Destroyed => RecordStatus::Stopped,
+        let (status, ip) = match e.kind {
+            EngineEventKind::Started => (RecordStatus::Running, self.ip_of(&e.container_id).await),
+            EngineEventKind::Died | EngineEventKind::Destroyed => (RecordStatus::Stopped, None),
         };
-        self.set_status(&rec.db_id, status).await;
+        self.set_status(&rec.db_id, status, ip).await;
     }
 
-    async fn set_status(&self, db_id: &str, status: RecordStatus) {
+    /// A running container's address on the configured network.
+    async fn ip_of(&self, docker_id: &str) -> Option<String> {
+        if self.spec.docker().network == "none" {
+            return None;
+        }
+        self.engine
+            .inspect(docker_id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| s.ip_address)
+    }
+
+    async fn set_status(&self, db_id: &str, status: RecordStatus, ip: Option<String>) {
         let r = self
             .registry
             .update(db_id, true, |r, _| {
@@ -177,13 +196,11 @@ impl Monitor {
                     r.status,
                     RecordStatus::Running | RecordStatus::Stopped | RecordStatus::Configuring
                 );
-                if !settled || r.status == status {
+                if !settled || (r.status == status && r.ip_address == ip) {
                     return Ok(None);
                 }
                 r.status = status;
-                if status == RecordStatus::Stopped {
-                    r.ip_address = None;
-                }
+                r.ip_address = ip;
                 Ok(Some(Emit::Updated))
             })
             .await;
@@ -211,13 +228,13 @@ impl Monitor {
                 }
                 Some(r) if r.status != RecordStatus::Error => {
                     seen.insert(r.db_id.clone());
-                    let status = if c.running {
-                        RecordStatus::Running
+                    let (status, ip) = if c.running {
+                        (RecordStatus::Running, self.ip_of(&c.id).await)
                     } else {
-                        RecordStatus::Stopped
+                        (RecordStatus::Stopped, None)
                     };
                     if let Some(_op) = self.registry.try_lock(&r.db_id) {
-                        self.set_status(&r.db_id, status).await;
+                        self.set_status(&r.db_id, status, ip).await;
                     }
                 }
                 _ if rec
@@ -235,7 +252,8 @@ impl Monitor {
                 && !self.provisioner.is_running(&rec.db_id)
             {
                 if let Some(_op) = self.registry.try_lock(&rec.db_id) {
-                    self.set_status(&rec.db_id, RecordStatus::Stopped).await;
+                    self.set_status(&rec.db_id, RecordStatus::Stopped, None)
+                        .await;
                 }
             }
         }

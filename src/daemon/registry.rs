@@ -60,7 +60,8 @@ impl Registry {
         self.records.read().unwrap().get(db_id).cloned()
     }
 
-    /// Finds one of the user's containers by `db_id`, short or full Docker id, or name.
+    /// Finds one of the user's containers by `db_id`, short or full Docker id, or name, in
+    /// that order.
     pub fn find(&self, user_id: &str, key: &str) -> Option<ContainerRecord> {
         let records = self.records.read().unwrap();
         if let Some(r) = records.get(key).filter(|r| r.user_id == user_id) {
@@ -71,10 +72,11 @@ impl Registry {
                 .as_deref()
                 .is_some_and(|d| (key.len() == 12 || key.len() == 64) && d.starts_with(key))
         };
-        records
-            .values()
-            .filter(|r| r.user_id == user_id)
-            .find(|r| is_docker_id(r) || r.name == key)
+        // A Docker id wins over a name that happens to look like one: ids are unambiguous.
+        let mine = || records.values().filter(|r| r.user_id == user_id);
+        mine()
+            .find(|r| is_docker_id(r))
+            .or_else(|| mine().find(|r| r.name == key))
             .cloned()
     }
 

@@ -202,6 +202,20 @@ impl Engine for DockerEngine {
             .map_err(classify)
     }
 
+    async fn volume_exists(&self, name: &str) -> Result<bool> {
+        match self
+            .docker()
+            .await
+            .inspect_volume(name)
+            .await
+            .map_err(classify)
+        {
+            Ok(_) => Ok(true),
+            Err(EngineError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn remove_volume(&self, name: &str) -> Result<()> {
         let options = RemoveVolumeOptions { force: true };
         ok_if_missing(self.docker().await.remove_volume(name, Some(options)).await)
@@ -363,7 +377,7 @@ impl Engine for DockerEngine {
             .map_err(classify)
     }
 
-    async fn events(&self, label: &str) -> BoxStream<'static, Result<EngineEvent>> {
+    async fn events(&self, label: &str, since: i64) -> BoxStream<'static, Result<EngineEvent>> {
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
             ("label".to_string(), vec![label.to_string()]),
@@ -374,6 +388,7 @@ impl Engine for DockerEngine {
         ]);
         let options = EventsOptions {
             filters: Some(filters),
+            since: Some(since.to_string()),
             ..Default::default()
         };
         let docker = self.docker().await;

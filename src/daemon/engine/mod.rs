@@ -117,6 +117,7 @@ pub trait Engine: Send + Sync + 'static {
     /// Creates the named bridge network if it does not exist.
     async fn ensure_network(&self, name: &str, labels: &HashMap<String, String>) -> Result<()>;
     async fn create_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<()>;
+    async fn volume_exists(&self, name: &str) -> Result<bool>;
     /// Removes a volume; a missing one is not an error.
     async fn remove_volume(&self, name: &str) -> Result<()>;
     /// Creates a container and returns its full id.
@@ -133,9 +134,9 @@ pub trait Engine: Send + Sync + 'static {
     async fn list_containers(&self, label: &str) -> Result<Vec<ManagedContainer>>;
     async fn list_volumes(&self, label: &str) -> Result<Vec<ManagedVolume>>;
     async fn update_resources(&self, id: &str, memory_bytes: i64, nano_cpus: i64) -> Result<()>;
-    /// Container start/die/destroy events for containers carrying the label. The stream ends
-    /// or errors when the engine goes away.
-    async fn events(&self, label: &str) -> BoxStream<'static, Result<EngineEvent>>;
+    /// Container start/die/destroy events for containers carrying the label, from `since`
+    /// (Unix seconds) on. The stream ends or errors when the engine goes away.
+    async fn events(&self, label: &str, since: i64) -> BoxStream<'static, Result<EngineEvent>>;
 }
 
 /// Whether the engine answered recently. Set by the monitor and by failing calls; read by
@@ -150,13 +151,5 @@ impl Availability {
 
     pub fn set(&self, up: bool) -> bool {
         self.0.swap(up, Ordering::Relaxed)
-    }
-
-    /// Records what a call's result says about reachability and passes it on.
-    pub fn observe<T>(&self, r: Result<T>) -> Result<T> {
-        if let Err(EngineError::Unavailable(_)) = &r {
-            self.set(false);
-        }
-        r
     }
 }

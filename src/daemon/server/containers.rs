@@ -26,7 +26,11 @@ pub async fn create(ctx: &Ctx, req: Request<Incoming>) -> HttpResult {
     let p = ctx.principal()?;
     p.require_write()?;
     let body = body_bytes(req).await?;
-    let created = ctx.state.containers.create(&p.user, &body).await?;
+    let created = ctx
+        .state
+        .containers
+        .create(&p.user, p.is_admin(), &body)
+        .await?;
     Ok(json(StatusCode::ACCEPTED, &created))
 }
 

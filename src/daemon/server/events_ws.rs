@@ -125,17 +125,22 @@ async fn serve(
     let mut rx = hub.subscribe();
     let mut feed = Feed { ws, user, last: 0 };
     if let Some(since) = since {
-        if let Ok(Some(oldest)) = hub.oldest_seq().await {
-            if since.saturating_add(1) < oldest
-                && feed
-                    .control(&EventControl::ReplayGap { oldest_seq: oldest })
-                    .await
-                    .is_err()
+        let last = hub.last_seq();
+        let oldest = hub.oldest_seq().await.ok().flatten();
+        // Events were pruned since then, or `since` is from another history (a newer seq
+        // than was ever sent): either way the client must re-read the list.
+        let gap = since > last || oldest.is_some_and(|o| since.saturating_add(1) < o);
+        if gap {
+            let oldest_seq = oldest.unwrap_or(last + 1);
+            if feed
+                .control(&EventControl::ReplayGap { oldest_seq })
+                .await
+                .is_err()
             {
                 return;
             }
         }
-        feed.last = since;
+        feed.last = since.min(last);
         if feed.replay(&hub).await.is_err() {
             return;
         }

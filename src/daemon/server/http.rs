@@ -27,6 +27,7 @@ pub enum HttpError {
     NoRoute,
     MethodNotAllowed,
     TooLarge,
+    RateLimited { retry_after_secs: u64 },
 }
 
 impl From<Error> for HttpError {
@@ -99,6 +100,12 @@ pub fn error_response(e: &HttpError, request_id: &str) -> (StatusCode, ErrorBody
             return (
                 S::PAYLOAD_TOO_LARGE,
                 body("request body too large", "payload_too_large"),
+            )
+        }
+        HttpError::RateLimited { .. } => {
+            return (
+                S::TOO_MANY_REQUESTS,
+                body("rate limit exceeded", "rate_limited"),
             )
         }
         HttpError::Domain(e) => e,

@@ -5,6 +5,7 @@ mod admin;
 mod containers;
 mod events_ws;
 pub mod http;
+pub mod ratelimit;
 mod router;
 mod system;
 mod tokens;
@@ -15,10 +16,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{AUTHORIZATION, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL};
 use hyper::service::service_fn;
-use hyper::{Request, Uri};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
@@ -63,7 +64,12 @@ fn credentials(req: &Request<Incoming>, websocket: bool, peer_uid: Option<u32>) 
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        return match h.strip_prefix("Bearer ").map(str::trim) {
+        // The scheme is case-insensitive (RFC 9110).
+        let token = h
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        return match token {
             Some(t) if !t.is_empty() => Credentials::Bearer(t.to_string()),
             // A malformed Authorization header is a bad credential, not an absent one.
             _ => Credentials::Bearer(String::new()),
@@ -94,6 +100,9 @@ fn credentials(req: &Request<Incoming>, websocket: bool, peer_uid: Option<u32>) 
     }
 }
 
+/// A client that has not sent its headers by then is dropped (slow-loris on TCP).
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(1);
 
 fn request_id() -> String {
@@ -123,6 +132,14 @@ async fn handle(
             let creds = credentials(&req, websocket, peer_uid);
             Some(state.auth.authenticate(&creds).await?)
         };
+        if let (Some(p), false) = (&principal, method == Method::GET || method == Method::HEAD) {
+            state
+                .limiter
+                .check(&p.user.id, Instant::now())
+                .map_err(|wait| HttpError::RateLimited {
+                    retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+                })?;
+        }
         let route = route.ok_or(HttpError::NoRoute)?;
         router::dispatch(
             Ctx {
@@ -142,7 +159,12 @@ async fn handle(
                 error!(%request_id, %method, %path, error = %detail, "request failed");
             }
             let (status, body) = error_response(&e, &request_id);
-            json(status, &body)
+            let mut resp = json(status, &body);
+            if let HttpError::RateLimited { retry_after_secs } = e {
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, retry_after_secs.into());
+            }
+            resp
         }
     };
     debug!(%request_id, %method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
@@ -157,6 +179,8 @@ where
     tracker.spawn(async move {
         let svc = service_fn(move |req| handle(state.clone(), peer_uid, req));
         let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades();
         if let Err(e) = conn.await {
