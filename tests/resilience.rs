@@ -224,6 +224,19 @@ async fn deleting_during_creation_cancels_it() {
         (got.status, got.stage, got.progress),
         (ContainerStatus::Creating, Some(Stage::Pulling), Some(15))
     );
+    let r = c
+        .raw(
+            hyper::Method::PATCH,
+            "/api/containers/slow/settings",
+            Some(br#"{"memory_mb":512}"#.to_vec()),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.value()["code"].clone()),
+        (409, json!("container_creating"))
+    );
     for action in ["start", "stop"] {
         let r = c
             .raw(

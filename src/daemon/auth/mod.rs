@@ -4,10 +4,14 @@
 //! Users and tokens are few and read on every request, so they live in memory, written
 //! through to redb. Tokens are kept only as SHA-256 hashes.
 
+mod accounts;
+mod tokens;
+
+pub use accounts::{Accounts, SystemAccounts};
+pub use tokens::hash_token;
+
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-
-use sha2::{Digest, Sha256};
 
 use super::catalog::Tier;
 use super::clock;
@@ -144,78 +148,6 @@ impl Principal {
     }
 }
 
-/// Local-account facts the daemon needs for peer identity.
-pub trait Accounts: Send + Sync {
-    fn name_of(&self, uid: u32) -> Option<String>;
-    fn is_admin(&self, uid: u32) -> bool;
-}
-
-/// The host's accounts, through NSS.
-pub struct SystemAccounts {
-    admin_group: String,
-    cache: std::sync::Mutex<HashMap<u32, CachedAccount>>,
-}
-
-/// When it was looked up, the account name, whether it is an admin.
-type CachedAccount = (std::time::Instant, Option<String>, bool);
-
-/// How long a looked-up account is trusted: each lookup reads /etc/passwd and /etc/group, and
-/// every request over the socket needs one. An admin-group change shows within this.
-const ACCOUNT_TTL: std::time::Duration = std::time::Duration::from_secs(5);
-
-impl SystemAccounts {
-    pub fn new(admin_group: String) -> Self {
-        Self {
-            admin_group,
-            cache: Default::default(),
-        }
-    }
-
-    fn lookup(&self, uid: u32) -> (Option<String>, bool) {
-        if let Some((at, name, admin)) = self.cache.lock().unwrap().get(&uid) {
-            if at.elapsed() < ACCOUNT_TTL {
-                return (name.clone(), *admin);
-            }
-        }
-        let name = nix::unistd::User::from_uid(uid.into())
-            .ok()
-            .flatten()
-            .map(|u| u.name);
-        let admin = self.admin_uncached(uid);
-        self.cache
-            .lock()
-            .unwrap()
-            .insert(uid, (std::time::Instant::now(), name.clone(), admin));
-        (name, admin)
-    }
-
-    fn admin_uncached(&self, uid: u32) -> bool {
-        if uid == 0 {
-            return true;
-        }
-        let Some(user) = nix::unistd::User::from_uid(uid.into()).ok().flatten() else {
-            return false;
-        };
-        let Some(group) = nix::unistd::Group::from_name(&self.admin_group)
-            .ok()
-            .flatten()
-        else {
-            return false;
-        };
-        group.gid == user.gid || group.mem.contains(&user.name)
-    }
-}
-
-impl Accounts for SystemAccounts {
-    fn name_of(&self, uid: u32) -> Option<String> {
-        self.lookup(uid).0
-    }
-
-    fn is_admin(&self, uid: u32) -> bool {
-        self.lookup(uid).1
-    }
-}
-
 /// Minimum time between two stored `last_used_at` updates of one token.
 const TOUCH_INTERVAL_MS: i64 = 60_000;
 
@@ -226,10 +158,6 @@ pub struct Auth {
     users: RwLock<HashMap<String, User>>,
     tokens: RwLock<HashMap<String, TokenRecord>>,
     write: tokio::sync::Mutex<()>,
-}
-
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -246,26 +174,6 @@ pub fn valid_user_name(name: &str) -> bool {
         && name.len() <= 64
         && name.chars().all(ok_char)
         && !name.starts_with(['-', '.'])
-}
-
-fn parse_scopes(scopes: Option<&[String]>) -> Result<Vec<Scope>> {
-    let Some(scopes) = scopes else {
-        return Ok(vec![Scope::Read, Scope::Write]);
-    };
-    let mut out = Vec::new();
-    for s in scopes {
-        let scope = Scope::parse(s).ok_or_else(|| {
-            Error::BadRequest(format!("invalid scope {s:?}: use read, write or admin"))
-        })?;
-        if !out.contains(&scope) {
-            out.push(scope);
-        }
-    }
-    if out.is_empty() {
-        return Err(Error::BadRequest("scopes must not be empty".into()));
-    }
-    out.sort();
-    Ok(out)
 }
 
 impl Auth {
@@ -319,19 +227,6 @@ impl Auth {
             .filter_map(|s| Scope::parse(s))
             .collect();
         Ok(Principal { user, scopes })
-    }
-
-    /// Records a token's use, on the current record (a revoke may have happened meanwhile).
-    async fn touch(&self, hash: &str, now: i64) -> Result<()> {
-        let _w = self.write.lock().await;
-        let Some(mut token) = self.tokens.read().unwrap().get(hash).cloned() else {
-            return Ok(());
-        };
-        token.last_used_at_ms = Some(now);
-        let stored = token.clone();
-        self.store.run(move |s| s.touch_token(&stored)).await?;
-        self.tokens.write().unwrap().insert(hash.to_string(), token);
-        Ok(())
     }
 
     async fn by_peer(&self, uid: u32) -> Result<Principal> {
@@ -477,124 +372,6 @@ impl Auth {
             .retain(|_, t| t.user_id != user.id);
         self.users.write().unwrap().remove(&user.id);
         Ok(user)
-    }
-
-    /// Creates a token for `owner`. Only an admin caller may ask for the `admin` scope, and
-    /// only for an admin user.
-    pub async fn create_token(
-        &self,
-        caller: &Principal,
-        owner: &User,
-        req: &api::CreateTokenRequest,
-    ) -> Result<api::CreatedToken> {
-        let name = req.name.trim();
-        if name.is_empty() || name.len() > 128 {
-            return Err(Error::BadRequest(
-                "token name must be 1-128 characters".into(),
-            ));
-        }
-        let scopes = parse_scopes(req.scopes.as_deref())?;
-        if req.expires_in == Some(0) {
-            return Err(Error::BadRequest(
-                "expires_in must be at least 1 (days)".into(),
-            ));
-        }
-        if scopes.contains(&Scope::Admin) {
-            caller.require_admin()?;
-            if !owner.admin {
-                return Err(Error::BadRequest(
-                    "the admin scope is only for admin users".into(),
-                ));
-            }
-        }
-        let token = format!("rexec_{}", random_hex(32));
-        let now = clock::now_ms();
-        let record = TokenRecord {
-            id: format!("tok_{}", random_hex(8)),
-            user_id: owner.id.clone(),
-            name: name.to_string(),
-            hash: hash_token(&token),
-            prefix: token[..14].to_string(),
-            scopes: scopes.iter().map(|s| s.as_str().to_string()).collect(),
-            created_at_ms: now,
-            last_used_at_ms: None,
-            expires_at_ms: req.expires_in.map(|d| now + i64::from(d) * 86_400_000),
-            revoked_at_ms: None,
-        };
-        let stored = record.clone();
-        self.store.run(move |s| s.put_token(&stored)).await?;
-        self.tokens
-            .write()
-            .unwrap()
-            .insert(record.hash.clone(), record.clone());
-        Ok(api::CreatedToken {
-            id: record.id,
-            name: record.name,
-            token,
-            token_prefix: record.prefix,
-            scopes: record.scopes,
-            created_at: clock::rfc3339(now),
-            expires_at: record.expires_at_ms.map(clock::rfc3339),
-        })
-    }
-
-    pub fn tokens_of(&self, user_id: &str) -> Vec<api::TokenInfo> {
-        let mut tokens: Vec<TokenRecord> = self
-            .tokens
-            .read()
-            .unwrap()
-            .values()
-            .filter(|t| t.user_id == user_id)
-            .cloned()
-            .collect();
-        tokens.sort_by_key(|t| std::cmp::Reverse(t.created_at_ms));
-        tokens
-            .into_iter()
-            .map(|t| api::TokenInfo {
-                id: t.id,
-                name: t.name,
-                token_prefix: t.prefix,
-                scopes: t.scopes,
-                created_at: clock::rfc3339(t.created_at_ms),
-                last_used_at: t.last_used_at_ms.map(clock::rfc3339),
-                expires_at: t.expires_at_ms.map(clock::rfc3339),
-                revoked_at: t.revoked_at_ms.map(clock::rfc3339),
-            })
-            .collect()
-    }
-
-    fn token_of(&self, user_id: &str, id: &str) -> Option<TokenRecord> {
-        self.tokens
-            .read()
-            .unwrap()
-            .values()
-            .find(|t| t.id == id && t.user_id == user_id)
-            .cloned()
-    }
-
-    pub async fn revoke_token(&self, user_id: &str, id: &str) -> Result<()> {
-        let _w = self.write.lock().await;
-        let mut t = self.token_of(user_id, id).ok_or(Error::NotFound("token"))?;
-        if t.revoked_at_ms.is_none() {
-            t.revoked_at_ms = Some(clock::now_ms());
-            let stored = t.clone();
-            self.store.run(move |s| s.put_token(&stored)).await?;
-            self.tokens.write().unwrap().insert(t.hash.clone(), t);
-        }
-        Ok(())
-    }
-
-    pub async fn delete_token(&self, user_id: &str, id: &str) -> Result<()> {
-        let _w = self.write.lock().await;
-        let t = self.token_of(user_id, id).ok_or(Error::NotFound("token"))?;
-        let tid = t.id.clone();
-        self.store.run(move |s| s.delete_token(&tid)).await?;
-        self.tokens.write().unwrap().remove(&t.hash);
-        Ok(())
-    }
-
-    pub fn scopes_of(p: &Principal) -> Vec<String> {
-        p.scopes.iter().map(|s| s.as_str().to_string()).collect()
     }
 }
 
