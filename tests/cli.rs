@@ -79,3 +79,62 @@ async fn bootstrap_and_manage_containers() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .starts_with("rexecctl: cannot reach rexecd at /nonexistent/rexecd.sock"));
 }
+
+fn ctl_as_nobody(d: &Daemon, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_rexecctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(args)
+        .env_remove("REXEC_URL")
+        .env_remove("REXEC_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_socket_mode_decides_who_may_connect_and_peers_are_users() {
+    use std::os::unix::fs::PermissionsExt;
+    // Default mode 0660: another local account cannot connect.
+    let d = Daemon::start();
+    d.ready().await;
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    let (code, _, err) = ctl_as_nobody(&d, &["ls"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("ermission denied"), "{err}");
+    drop(d);
+
+    // Mode 0666: the account connects and becomes a rexec user of the same name, local tier,
+    // not an admin.
+    let d = Daemon::start_with_server("socket_mode = \"0666\"\nsocket_group = \"nogroup\"\n");
+    d.ready().await;
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&d.socket).unwrap().gid(),
+        65534,
+        "socket_group applied"
+    );
+    let (code, out, err) = ctl_as_nobody(&d, &["ls"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("NAME"), "{out}");
+    let (code, _, err) = ctl_as_nobody(&d, &["user", "ls"]);
+    assert_eq!((code, err.trim()), (1, "rexecctl: admin rights required"));
+    let users = d.client().users().await.unwrap();
+    let nobody = users
+        .users
+        .iter()
+        .find(|u| u.name == "nobody")
+        .expect("peer became a user");
+    assert_eq!((nobody.tier.as_str(), nobody.admin), ("pro", false));
+}

@@ -73,7 +73,16 @@ impl Daemon {
         Self::start_full(extra, None)
     }
 
+    /// `server` is appended to the `[server]` table.
+    pub fn start_with_server(server: &str) -> Daemon {
+        Self::start_inner("", None, server)
+    }
+
     pub fn start_full(extra: &str, docker_socket: Option<&Path>) -> Daemon {
+        Self::start_inner(extra, docker_socket, "")
+    }
+
+    fn start_inner(extra: &str, docker_socket: Option<&Path>, server: &str) -> Daemon {
         require_docker();
         let dir = tempfile::tempdir().unwrap();
         let label = format!("t-{}", uuid::Uuid::new_v4().simple());
@@ -95,8 +104,8 @@ impl Daemon {
             r#"[server]
 socket = "{socket}"
 data_dir = "{data}"
-socket_group = ""
-tcp = "{tcp}"
+{group}tcp = "{tcp}"
+{server}
 
 [docker]
 socket = "{docker_socket}"
@@ -112,6 +121,11 @@ extra_labels = {{ "rexec.test" = "{label}" }}
 "#,
             socket = socket.display(),
             data = dir.path().join("data").display(),
+            group = if server.contains("socket_group") {
+                ""
+            } else {
+                "socket_group = \"\"\n"
+            },
             reaper = if extra.contains("[reaper]") {
                 ""
             } else {
