@@ -195,6 +195,10 @@ async fn tokens_are_listed_revoked_and_deleted() {
             "invalid scope \"root\": use read, write or admin",
         ),
         (r#"{"name":"x","scopes":[]}"#, "scopes must not be empty"),
+        (
+            r#"["laptop"]"#,
+            "invalid request body: expected a JSON object",
+        ),
     ] {
         let r = c
             .raw(

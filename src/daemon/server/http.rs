@@ -64,7 +64,7 @@ pub async fn body_bytes(req: Request<Incoming>) -> Result<Bytes, HttpError> {
     }
 }
 
-/// Reads and parses a JSON body; an empty body reads as `{}`.
+/// Reads and parses a JSON object body; an empty body reads as `{}`.
 pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, HttpError> {
     let bytes = body_bytes(req).await?;
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -72,8 +72,7 @@ pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T,
     } else {
         &bytes
     };
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::BadRequest(format!("invalid request body: {e}")).into())
+    Ok(crate::daemon::json_object(bytes)?)
 }
 
 fn body(error: impl Into<String>, code: &str) -> ErrorBody {

@@ -132,6 +132,7 @@ async fn handle(
             let creds = credentials(&req, websocket, peer_uid);
             Some(state.auth.authenticate(&creds).await?)
         };
+        let route = route.ok_or(HttpError::NoRoute)?;
         if let (Some(p), false) = (&principal, method == Method::GET || method == Method::HEAD) {
             state
                 .limiter
@@ -140,7 +141,6 @@ async fn handle(
                     retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
                 })?;
         }
-        let route = route.ok_or(HttpError::NoRoute)?;
         router::dispatch(
             Ctx {
                 state: state.clone(),
