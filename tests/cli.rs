@@ -8,7 +8,12 @@ use std::process::Command;
 use common::Daemon;
 
 fn ctl(d: &Daemon, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rexecctl"))
+    run(Command::new(env!("CARGO_BIN_EXE_rexecctl")), d, args)
+}
+
+/// Runs a prepared rexecctl command against the daemon's socket: exit code, stdout, stderr.
+fn run(mut cmd: Command, d: &Daemon, args: &[&str]) -> (i32, String, String) {
+    let out = cmd
         .arg("--socket")
         .arg(&d.socket)
         .args(args)
@@ -80,22 +85,12 @@ async fn bootstrap_and_manage_containers() {
         .starts_with("rexecctl: cannot reach rexecd at /nonexistent/rexecd.sock"));
 }
 
+/// rexecctl as the unprivileged `nobody` account (uid 65534).
 fn ctl_as_nobody(d: &Daemon, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_rexecctl"))
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(args)
-        .env_remove("REXEC_URL")
-        .env_remove("REXEC_TOKEN")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+    cmd.arg(env!("CARGO_BIN_EXE_rexecctl"));
+    run(cmd, d, args)
 }
 
 #[tokio::test(flavor = "multi_thread")]

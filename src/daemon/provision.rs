@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
-use super::engine::{Availability, Engine, EngineError, PullProgress};
+use super::engine::{address_on, Availability, Engine, EngineError, PullProgress};
 use super::registry::{Emit, Registry};
 use super::spec::SpecBuilder;
 use super::store::{RecordStage, RecordStatus};
@@ -225,16 +225,7 @@ impl Provisioner {
             .start(&id)
             .await
             .map_err(|e| failed("the container could not be started", e))?;
-        let ip = if self.spec.docker().network == "none" {
-            None
-        } else {
-            self.engine
-                .inspect(&id)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|s| s.ip_address)
-        };
+        let ip = address_on(self.engine.as_ref(), &self.spec.docker().network, &id).await;
 
         self.stage(
             db_id,

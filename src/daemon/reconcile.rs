@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::engine::{Availability, Engine, EngineEvent, EngineEventKind, EngineInfo};
+use super::engine::{address_on, Availability, Engine, EngineEvent, EngineEventKind, EngineInfo};
 use super::error::Result;
 use super::provision::Provisioner;
 use super::registry::{Emit, Registry};
@@ -177,15 +177,7 @@ impl Monitor {
 
     /// A running container's address on the configured network.
     async fn ip_of(&self, docker_id: &str) -> Option<String> {
-        if self.spec.docker().network == "none" {
-            return None;
-        }
-        self.engine
-            .inspect(docker_id)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|s| s.ip_address)
+        address_on(self.engine.as_ref(), &self.spec.docker().network, docker_id).await
     }
 
     async fn set_status(&self, db_id: &str, status: RecordStatus, ip: Option<String>) {

@@ -13,11 +13,11 @@ use tracing::{info, warn};
 use super::auth::User;
 use super::catalog::{Catalog, CUSTOM_IMAGE};
 use super::clock;
-use super::engine::{Availability, Engine, EngineError};
+use super::engine::{address_on, Availability, Engine, EngineError};
 use super::error::{Error, Result};
 use super::names;
 use super::provision::Provisioner;
-use super::registry::{self, Emit, Registry};
+use super::registry::{self, Emit, OpGuard, Registry};
 use super::spec::SpecBuilder;
 use super::store::{ContainerRecord, RecordStatus};
 use crate::api;
@@ -56,6 +56,26 @@ impl Containers {
             .ok_or(Error::NotFound("container"))
     }
 
+    /// One of the user's containers that is not being created (start, stop and settings
+    /// wait for nothing: a creation answers 409 at once).
+    fn find_settled(&self, user: &User, key: &str) -> Result<ContainerRecord> {
+        let rec = self.find(user, key)?;
+        if rec.status == RecordStatus::Creating {
+            return Err(Error::BeingCreated);
+        }
+        Ok(rec)
+    }
+
+    /// Takes the container's operation lock and reads the record as it is now.
+    async fn lock(&self, db_id: &str) -> Result<(OpGuard, ContainerRecord)> {
+        let op = self.registry.lock(db_id).await;
+        let rec = self
+            .registry
+            .get(db_id)
+            .ok_or(Error::NotFound("container"))?;
+        Ok((op, rec))
+    }
+
     pub fn get(&self, user: &User, key: &str) -> Result<api::Container> {
         Ok(registry::view(&self.find(user, key)?, clock::now_ms()))
     }
@@ -80,18 +100,11 @@ impl Containers {
     }
 
     pub async fn start(&self, user: &User, key: &str) -> Result<api::LifecycleResponse> {
-        let rec = self.find(user, key)?;
-        if rec.status == RecordStatus::Creating {
-            return Err(Error::BeingCreated);
-        }
+        let rec = self.find_settled(user, key)?;
         if rec.expires_at_ms.is_some_and(|e| e <= clock::now_ms()) {
             return Err(Error::SessionExpired);
         }
-        let _op = self.registry.lock(&rec.db_id).await;
-        let rec = self
-            .registry
-            .get(&rec.db_id)
-            .ok_or(Error::NotFound("container"))?;
+        let (_op, rec) = self.lock(&rec.db_id).await?;
         if rec.status == RecordStatus::Error {
             return Err(Error::Conflict {
                 message: "container failed to create; delete it and create it again".into(),
@@ -119,15 +132,7 @@ impl Containers {
     }
 
     async fn current_ip(&self, docker_id: &str) -> Option<String> {
-        if self.spec.docker().network == "none" {
-            return None;
-        }
-        self.engine
-            .inspect(docker_id)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|s| s.ip_address)
+        address_on(self.engine.as_ref(), &self.spec.docker().network, docker_id).await
     }
 
     /// Docker lost the container: build it again from the record, on the same volume.
@@ -171,15 +176,8 @@ impl Containers {
     }
 
     pub async fn stop(&self, user: &User, key: &str) -> Result<api::LifecycleResponse> {
-        let rec = self.find(user, key)?;
-        if rec.status == RecordStatus::Creating {
-            return Err(Error::BeingCreated);
-        }
-        let _op = self.registry.lock(&rec.db_id).await;
-        let rec = self
-            .registry
-            .get(&rec.db_id)
-            .ok_or(Error::NotFound("container"))?;
+        let rec = self.find_settled(user, key)?;
+        let (_op, rec) = self.lock(&rec.db_id).await?;
         if let Some(id) = &rec.docker_id {
             match self
                 .engine
@@ -235,11 +233,7 @@ impl Containers {
         reason: api::DeleteReason,
     ) -> Result<api::DeleteResponse> {
         self.provisioner.cancel(&rec.db_id).await;
-        let _op = self.registry.lock(&rec.db_id).await;
-        let rec = self
-            .registry
-            .get(&rec.db_id)
-            .ok_or(Error::NotFound("container"))?;
+        let (_op, rec) = self.lock(&rec.db_id).await?;
         if let Some(id) = &rec.docker_id {
             self.engine.remove_container(id).await?;
         }
@@ -268,10 +262,7 @@ impl Containers {
         key: &str,
         req: &api::SettingsRequest,
     ) -> Result<api::Container> {
-        let rec = self.find(user, key)?;
-        if rec.status == RecordStatus::Creating {
-            return Err(Error::BeingCreated);
-        }
+        let rec = self.find_settled(user, key)?;
         let name = req.name.as_deref().map(str::trim);
         if name.is_some_and(|n| !names::valid_container_name(n)) {
             return Err(invalid_name());
@@ -287,11 +278,7 @@ impl Containers {
                 )));
             }
         }
-        let _op = self.registry.lock(&rec.db_id).await;
-        let rec = self
-            .registry
-            .get(&rec.db_id)
-            .ok_or(Error::NotFound("container"))?;
+        let (_op, rec) = self.lock(&rec.db_id).await?;
         // Checked before Docker is changed, so a refused rename changes nothing; checked
         // again at commit, against concurrent creates.
         let taken = |n: &str| {

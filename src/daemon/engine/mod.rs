@@ -139,6 +139,20 @@ pub trait Engine: Send + Sync + 'static {
     async fn events(&self, label: &str, since: i64) -> BoxStream<'static, Result<EngineEvent>>;
 }
 
+/// A running container's address on `network`; `None` without a network or when the engine
+/// cannot say (an address is informational, never worth failing an operation for).
+pub async fn address_on(engine: &dyn Engine, network: &str, id: &str) -> Option<String> {
+    if network == "none" {
+        return None;
+    }
+    engine
+        .inspect(id)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|s| s.ip_address)
+}
+
 /// Whether the engine answered recently. Set by the monitor and by failing calls; read by
 /// `/health` and by create, which refuses work while Docker is down.
 #[derive(Debug, Default)]
