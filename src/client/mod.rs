@@ -261,6 +261,15 @@ impl Client {
         .await
     }
 
+    pub async fn exec(&self, id: &str, req: &api::ExecRequest) -> Result<api::ExecResponse> {
+        self.call(
+            Method::POST,
+            &format!("/api/containers/{}/exec", encode(id)),
+            Some(req),
+        )
+        .await
+    }
+
     pub async fn images(&self) -> Result<api::ImageList> {
         self.get("/api/images").await
     }

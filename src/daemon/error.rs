@@ -34,6 +34,8 @@ pub enum Error {
     NameTaken(String),
     #[error("container is being created")]
     BeingCreated,
+    #[error("container is not running")]
+    NotRunning { status: crate::api::ContainerStatus },
     #[error("{message}")]
     Conflict { message: String, code: &'static str },
     #[error("container service temporarily unavailable")]

@@ -9,6 +9,7 @@ pub mod containers;
 pub mod engine;
 pub mod error;
 mod events;
+pub mod exec;
 mod names;
 mod provision;
 mod reconcile;
@@ -80,6 +81,7 @@ pub enum StartError {
 pub struct AppState {
     pub auth: Arc<Auth>,
     pub containers: Arc<Containers>,
+    pub exec: exec::Exec,
     pub hub: Arc<EventHub>,
     pub availability: Arc<Availability>,
     pub spec: Arc<SpecBuilder>,
@@ -182,6 +184,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let state = Arc::new(AppState {
         auth,
         containers: containers.clone(),
+        exec: exec::Exec::new(registry.clone(), engine.clone()),
         hub,
         availability: availability.clone(),
         spec: spec.clone(),

@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerUpdateBody, EventMessageTypeEnum, HostConfig,
     NetworkCreateRequest, VolumeCreateRequest,
@@ -375,6 +377,69 @@ impl Engine for DockerEngine {
             .update_container(id, body)
             .await
             .map_err(classify)
+    }
+
+    async fn exec_start(&self, container: &str, spec: &ExecSpec) -> Result<ExecSession> {
+        let docker = self.docker().await;
+        let options = CreateExecOptions {
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(spec.tty),
+            env: Some(spec.env.clone()),
+            cmd: Some(spec.cmd.clone()),
+            working_dir: Some(spec.workdir.clone()),
+            ..Default::default()
+        };
+        let created = docker
+            .create_exec(container, options)
+            .await
+            .map_err(classify)?;
+        let start = StartExecOptions {
+            detach: false,
+            tty: spec.tty,
+            // Docker frames are at most 32 KiB; room for one without splitting.
+            output_capacity: Some(64 * 1024),
+        };
+        match docker
+            .start_exec(&created.id, Some(start))
+            .await
+            .map_err(classify)?
+        {
+            StartExecResults::Attached { output, input } => Ok(ExecSession {
+                id: created.id,
+                output: output
+                    .filter_map(|r| async move {
+                        match r {
+                            Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                                Some(Ok(ExecChunk::Stdout(message)))
+                            }
+                            Ok(LogOutput::StdErr { message }) => {
+                                Some(Ok(ExecChunk::Stderr(message)))
+                            }
+                            Ok(LogOutput::StdIn { .. }) => None,
+                            Err(e) => Some(Err(classify(e))),
+                        }
+                    })
+                    .boxed(),
+                input,
+            }),
+            StartExecResults::Detached => Err(EngineError::Other("exec started detached".into())),
+        }
+    }
+
+    async fn exec_inspect(&self, exec_id: &str) -> Result<ExecState> {
+        let e = self
+            .docker()
+            .await
+            .inspect_exec(exec_id)
+            .await
+            .map_err(classify)?;
+        Ok(ExecState {
+            running: e.running.unwrap_or(false),
+            exit_code: e.exit_code,
+            pid: e.pid.filter(|p| *p > 0),
+        })
     }
 
     async fn events(&self, label: &str, since: i64) -> BoxStream<'static, Result<EngineEvent>> {

@@ -99,6 +99,37 @@ pub struct EngineEvent {
     pub kind: EngineEventKind,
 }
 
+/// A process to run inside a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecSpec {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: String,
+    pub tty: bool,
+}
+
+/// Output of an exec: stdout and stderr apart (a TTY has only stdout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecChunk {
+    Stdout(bytes::Bytes),
+    Stderr(bytes::Bytes),
+}
+
+/// A started exec: its id, its output and its stdin.
+pub struct ExecSession {
+    pub id: String,
+    pub output: BoxStream<'static, Result<ExecChunk>>,
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecState {
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    /// The process's pid on the host.
+    pub pid: Option<i64>,
+}
+
 /// Pull progress: bytes done and total over the layers seen so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PullProgress {
@@ -134,6 +165,9 @@ pub trait Engine: Send + Sync + 'static {
     async fn list_containers(&self, label: &str) -> Result<Vec<ManagedContainer>>;
     async fn list_volumes(&self, label: &str) -> Result<Vec<ManagedVolume>>;
     async fn update_resources(&self, id: &str, memory_bytes: i64, nano_cpus: i64) -> Result<()>;
+    /// Starts a process in a running container, attached to its stdin and output.
+    async fn exec_start(&self, container: &str, spec: &ExecSpec) -> Result<ExecSession>;
+    async fn exec_inspect(&self, exec_id: &str) -> Result<ExecState>;
     /// Container start/die/destroy events for containers carrying the label, from `since`
     /// (Unix seconds) on. The stream ends or errors when the engine goes away.
     async fn events(&self, label: &str, since: i64) -> BoxStream<'static, Result<EngineEvent>>;

@@ -73,6 +73,13 @@ pub async fn settings(ctx: &Ctx, id: &str, req: Request<Incoming>) -> HttpResult
         .await?)
 }
 
+pub async fn exec(ctx: &Ctx, id: &str, req: Request<Incoming>) -> HttpResult {
+    let p = ctx.principal()?;
+    p.require_write()?;
+    let body: api::ExecRequest = read_json(req).await?;
+    ok(&ctx.state.exec.run(&p.user, id, body).await?)
+}
+
 pub fn images(ctx: &Ctx) -> HttpResult {
     ctx.principal()?.require_read()?;
     ok(&ctx.state.containers.images())

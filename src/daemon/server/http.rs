@@ -157,6 +157,13 @@ pub fn error_response(e: &HttpError, request_id: &str) -> (StatusCode, ErrorBody
                 ..body("container with this name already exists", "name_taken")
             },
         ),
+        Error::NotRunning { status } => (
+            S::BAD_REQUEST,
+            ErrorBody {
+                status: Some(status.as_str().into()),
+                ..body("container is not running", "container_stopped")
+            },
+        ),
         Error::BeingCreated => (
             S::CONFLICT,
             body("container is being created", "container_creating"),
