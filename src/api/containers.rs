@@ -262,6 +262,50 @@ pub struct ExecResponse {
     pub stderr_truncated: bool,
 }
 
+/// One entry of a directory listing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub path: String,
+    pub size: u64,
+    /// Permission bits in octal, e.g. `"0644"`.
+    pub mode: String,
+    pub modified: String,
+    pub is_dir: bool,
+    #[serde(default)]
+    pub is_symlink: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileList {
+    pub path: String,
+    pub files: Vec<FileEntry>,
+    pub count: usize,
+    /// More entries than a listing returns (10,000).
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadResponse {
+    pub message: String,
+    pub filename: String,
+    pub path: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PathRequest {
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PathResponse {
+    pub message: String,
+    pub path: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageInfo {
     pub name: String,

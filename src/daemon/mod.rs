@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 mod events;
 pub mod exec;
+pub mod files;
 mod names;
 mod provision;
 mod reconcile;
@@ -81,7 +82,8 @@ pub enum StartError {
 pub struct AppState {
     pub auth: Arc<Auth>,
     pub containers: Arc<Containers>,
-    pub exec: exec::Exec,
+    pub exec: Arc<exec::Exec>,
+    pub files: files::Files,
     pub hub: Arc<EventHub>,
     pub availability: Arc<Availability>,
     pub spec: Arc<SpecBuilder>,
@@ -181,10 +183,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         provisioner.clone(),
         spec.clone(),
     ));
+    let exec = Arc::new(exec::Exec::new(registry.clone(), engine.clone()));
     let state = Arc::new(AppState {
         auth,
         containers: containers.clone(),
-        exec: exec::Exec::new(registry.clone(), engine.clone()),
+        exec: exec.clone(),
+        files: files::Files::new(
+            registry.clone(),
+            engine.clone(),
+            exec,
+            config.data_dir().join("spool"),
+        ),
         hub,
         availability: availability.clone(),
         spec: spec.clone(),

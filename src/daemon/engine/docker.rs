@@ -11,9 +11,10 @@ use bollard::models::{
     NetworkCreateRequest, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions,
-    ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
-    StopContainerOptions,
+    ContainerArchiveInfoOptions, CreateContainerOptions, CreateImageOptions,
+    DownloadFromContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
+    ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions,
+    UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -26,6 +27,10 @@ use super::*;
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 
 const DB_ID_LABEL: &str = "rexec.db_id";
+
+/// Go's `os.ModeDir` and `os.ModeSymlink`, as Docker's path stat reports modes.
+const GO_MODE_DIR: u32 = 1 << 31;
+const GO_MODE_SYMLINK: u32 = 1 << 27;
 
 pub struct DockerEngine {
     socket: String,
@@ -440,6 +445,63 @@ impl Engine for DockerEngine {
             exit_code: e.exit_code,
             pid: e.pid.filter(|p| *p > 0),
         })
+    }
+
+    async fn path_stat(&self, container: &str, path: &str) -> Result<Option<PathStat>> {
+        let options = ContainerArchiveInfoOptions {
+            path: path.to_string(),
+        };
+        match self
+            .docker()
+            .await
+            .get_container_archive_info(container, Some(options))
+            .await
+            .map_err(classify)
+        {
+            Ok(s) => Ok(Some(PathStat {
+                name: s.name,
+                size: s.size.max(0) as u64,
+                mode: s.file_mode & 0o7777,
+                is_dir: s.file_mode & GO_MODE_DIR != 0,
+                is_symlink: s.file_mode & GO_MODE_SYMLINK != 0,
+                link_target: s.link_target,
+                modified: s.modification_time,
+            })),
+            Err(EngineError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn download(
+        &self,
+        container: &str,
+        path: &str,
+    ) -> BoxStream<'static, Result<bytes::Bytes>> {
+        let options = DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
+        self.docker()
+            .await
+            .download_from_container(container, Some(options))
+            .map(|r| r.map_err(classify))
+            .boxed()
+    }
+
+    async fn upload(
+        &self,
+        container: &str,
+        dir: &str,
+        tar: BoxStream<'static, std::io::Result<bytes::Bytes>>,
+    ) -> Result<()> {
+        let options = UploadToContainerOptions {
+            path: dir.to_string(),
+            ..Default::default()
+        };
+        self.docker()
+            .await
+            .upload_to_container(container, Some(options), bollard::body_try_stream(tar))
+            .await
+            .map_err(classify)
     }
 
     async fn events(&self, label: &str, since: i64) -> BoxStream<'static, Result<EngineEvent>> {

@@ -130,6 +130,19 @@ pub struct ExecState {
     pub pid: Option<i64>,
 }
 
+/// What Docker says of a path inside a container (its archive `stat`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathStat {
+    pub name: String,
+    pub size: u64,
+    /// Permission bits (`0o7777`).
+    pub mode: u32,
+    pub is_dir: bool,
+    pub is_symlink: bool,
+    pub link_target: String,
+    pub modified: Option<String>,
+}
+
 /// Pull progress: bytes done and total over the layers seen so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PullProgress {
@@ -168,6 +181,21 @@ pub trait Engine: Send + Sync + 'static {
     /// Starts a process in a running container, attached to its stdin and output.
     async fn exec_start(&self, container: &str, spec: &ExecSpec) -> Result<ExecSession>;
     async fn exec_inspect(&self, exec_id: &str) -> Result<ExecState>;
+    /// `None` when the path does not exist. Paths resolve inside the container's filesystem.
+    async fn path_stat(&self, container: &str, path: &str) -> Result<Option<PathStat>>;
+    /// A tar stream of `path` (a file or a whole directory).
+    async fn download(
+        &self,
+        container: &str,
+        path: &str,
+    ) -> BoxStream<'static, Result<bytes::Bytes>>;
+    /// Extracts a tar stream into the directory `dir`; an error in the stream aborts it.
+    async fn upload(
+        &self,
+        container: &str,
+        dir: &str,
+        tar: BoxStream<'static, std::io::Result<bytes::Bytes>>,
+    ) -> Result<()>;
     /// Container start/die/destroy events for containers carrying the label, from `since`
     /// (Unix seconds) on. The stream ends or errors when the engine goes away.
     async fn events(&self, label: &str, since: i64) -> BoxStream<'static, Result<EngineEvent>>;

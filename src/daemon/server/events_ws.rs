@@ -55,7 +55,7 @@ pub fn upgrade(ctx: &Ctx, mut req: Request<Incoming>) -> HttpResult {
     let with_protocol = offers(&req, SUBPROTOCOL);
     let (resp, websocket) = hyper_tungstenite::upgrade(&mut req, None)
         .map_err(|e| Error::BadRequest(format!("bad WebSocket upgrade: {e}")))?;
-    let mut resp = resp.map(|b| b.boxed());
+    let mut resp = resp.map(|b| b.map_err(|never| match never {}).boxed_unsync());
     if with_protocol {
         resp.headers_mut().insert(
             SEC_WEBSOCKET_PROTOCOL,

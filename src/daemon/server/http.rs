@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
@@ -14,7 +14,8 @@ use serde::Serialize;
 use crate::api::ErrorBody;
 use crate::daemon::error::Error;
 
-pub type Body = BoxBody<Bytes, Infallible>;
+/// Response bodies: whole JSON, or a stream (downloads) that may fail midway.
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 pub type Resp = Response<Body>;
 
 /// JSON bodies above this are refused with 413.
@@ -39,7 +40,9 @@ impl From<Error> for HttpError {
 pub type HttpResult = Result<Resp, HttpError>;
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed()
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
 }
 
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Resp {

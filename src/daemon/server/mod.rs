@@ -4,6 +4,7 @@
 mod admin;
 mod containers;
 mod events_ws;
+mod files;
 pub mod http;
 pub mod ratelimit;
 mod router;
@@ -52,6 +53,15 @@ pub fn query<'a>(uri: &'a Uri, key: &str) -> Option<&'a str> {
         .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
         .find(|(k, _)| *k == key)
         .map(|(_, v)| v)
+}
+
+/// A query parameter, percent-decoded (paths may hold spaces and any UTF-8).
+pub fn query_decoded(uri: &Uri, key: &str) -> Option<String> {
+    query(uri, key).map(|v| {
+        percent_encoding::percent_decode_str(v)
+            .decode_utf8_lossy()
+            .into_owned()
+    })
 }
 
 const TOKEN_PROTOCOL_PREFIX: &str = "rexec.token.";

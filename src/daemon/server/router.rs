@@ -4,7 +4,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request};
 
 use super::http::{HttpError, HttpResult};
-use super::{admin, containers, events_ws, system, tokens, Ctx};
+use super::{admin, containers, events_ws, files, system, tokens, Ctx};
 
 /// A path we serve, with its parameters.
 #[derive(Debug, PartialEq, Eq)]
@@ -17,6 +17,10 @@ pub enum Route<'a> {
     Stop(&'a str),
     Settings(&'a str),
     Exec(&'a str),
+    /// `/api/files/:id` (documented) and `/api/containers/:id/files` (the original's).
+    Files(&'a str),
+    FileList(&'a str),
+    Mkdir(&'a str),
     Images,
     Roles,
     Events,
@@ -45,6 +49,11 @@ impl<'a> Route<'a> {
             ["api", "containers", id, "stop"] => Route::Stop(id),
             ["api", "containers", id, "settings"] => Route::Settings(id),
             ["api", "containers", id, "exec"] => Route::Exec(id),
+            ["api", "files", id] | ["api", "containers", id, "files"] => Route::Files(id),
+            ["api", "files", id, "list"] | ["api", "containers", id, "files", "list"] => {
+                Route::FileList(id)
+            }
+            ["api", "containers", id, "files", "mkdir"] => Route::Mkdir(id),
             ["api", "images"] => Route::Images,
             ["api", "roles"] => Route::Roles,
             ["ws", "events"] => Route::Events,
@@ -80,6 +89,11 @@ pub async fn dispatch(ctx: Ctx, route: Route<'_>, req: Request<Incoming>) -> Htt
         (R::Stop(id), M::POST) => containers::stop(&ctx, id).await,
         (R::Settings(id), M::PATCH) => containers::settings(&ctx, id, req).await,
         (R::Exec(id), M::POST) => containers::exec(&ctx, id, req).await,
+        (R::Files(id), M::GET) => files::download(&ctx, id, &req).await,
+        (R::Files(id), M::POST) => files::upload(&ctx, id, req).await,
+        (R::Files(id), M::DELETE) => files::delete(&ctx, id, &req).await,
+        (R::FileList(id), M::GET) => files::list(&ctx, id, &req).await,
+        (R::Mkdir(id), M::POST) => files::mkdir(&ctx, id, req).await,
         (R::Images, M::GET) => containers::images(&ctx),
         (R::Roles, M::GET) => containers::roles(&ctx),
         (R::Events, M::GET) => events_ws::upgrade(&ctx, req),
