@@ -7,12 +7,14 @@ mod containers;
 mod error;
 mod events;
 mod system;
+mod terminal;
 mod users;
 
 pub use containers::*;
 pub use error::*;
 pub use events::*;
 pub use system::*;
+pub use terminal::*;
 pub use users::*;
 
 /// The API version reported by `GET /api/version`.

@@ -174,7 +174,7 @@ impl Exec {
 
 /// SIGKILLs a host process and its descendants (found through /proc/<pid>/task/*/children),
 /// children first collected so none escapes by being reparented.
-fn kill_tree(pid: i32) {
+pub fn kill_tree(pid: i32) {
     let mut all = vec![pid];
     let mut i = 0;
     while i < all.len() {

@@ -18,6 +18,7 @@ mod registry;
 mod server;
 mod spec;
 pub mod store;
+pub mod terminal;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -84,6 +85,7 @@ pub struct AppState {
     pub containers: Arc<Containers>,
     pub exec: Arc<exec::Exec>,
     pub files: files::Files,
+    pub terminals: Arc<terminal::Terminals>,
     pub hub: Arc<EventHub>,
     pub availability: Arc<Availability>,
     pub spec: Arc<SpecBuilder>,
@@ -187,6 +189,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let state = Arc::new(AppState {
         auth,
         containers: containers.clone(),
+        terminals: terminal::Terminals::new(
+            registry.clone(),
+            engine.clone(),
+            Duration::from_secs(config.terminal.reconnect_grace_seconds),
+            tracker.clone(),
+            shutdown.clone(),
+        ),
         exec: exec.clone(),
         files: files::Files::new(
             registry.clone(),
@@ -236,6 +245,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
 
     shutdown.cancelled().await;
     info!("shutting down");
+    state.terminals.end_all().await;
     tracker.close();
     // Open connections and WebSockets are given a moment, then dropped with the runtime.
     if tokio::time::timeout(Duration::from_secs(5), tracker.wait())

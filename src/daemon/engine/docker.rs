@@ -13,8 +13,8 @@ use bollard::models::{
 use bollard::query_parameters::{
     ContainerArchiveInfoOptions, CreateContainerOptions, CreateImageOptions,
     DownloadFromContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
-    ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions,
-    UploadToContainerOptions,
+    ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions, ResizeExecOptions,
+    StopContainerOptions, UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -400,6 +400,9 @@ impl Engine for DockerEngine {
             .create_exec(container, options)
             .await
             .map_err(classify)?;
+        if spec.tty {
+            return self.start_tty_exec(&docker, created.id).await;
+        }
         let start = StartExecOptions {
             detach: false,
             tty: spec.tty,
@@ -445,6 +448,18 @@ impl Engine for DockerEngine {
             exit_code: e.exit_code,
             pid: e.pid.filter(|p| *p > 0),
         })
+    }
+
+    async fn exec_resize(&self, exec_id: &str, cols: u16, rows: u16) -> Result<()> {
+        let options = ResizeExecOptions {
+            w: i32::from(cols),
+            h: i32::from(rows),
+        };
+        self.docker()
+            .await
+            .resize_exec(exec_id, options)
+            .await
+            .map_err(classify)
     }
 
     async fn path_stat(&self, container: &str, path: &str) -> Result<Option<PathStat>> {
@@ -520,6 +535,64 @@ impl Engine for DockerEngine {
         };
         let docker = self.docker().await;
         follow_events(docker, options).boxed()
+    }
+}
+
+impl DockerEngine {
+    /// Starts a TTY exec on a raw upgraded connection. bollard's exec decoder guesses the
+    /// stream format from the first byte of each read (a byte 0-2 is taken for a multiplex
+    /// header), which stalls a TTY whose output starts with such a byte; a TTY stream has no
+    /// framing at all, so it is read as plain bytes here.
+    async fn start_tty_exec(&self, docker: &Docker, id: String) -> Result<ExecSession> {
+        use http_body_util::Full;
+        use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, UPGRADE};
+        use hyper_util::rt::TokioIo;
+        let unavailable = |e: &dyn std::fmt::Display| EngineError::Unavailable(e.to_string());
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unavailable(&e))?;
+        tokio::spawn(conn.with_upgrades());
+        let v = docker.client_version();
+        let req = hyper::Request::post(format!(
+            "/v{}.{}/exec/{id}/start",
+            v.major_version, v.minor_version
+        ))
+        .header(HOST, "docker")
+        .header(CONNECTION, "Upgrade")
+        .header(UPGRADE, "tcp")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(bytes::Bytes::from_static(
+            br#"{"Detach":false,"Tty":true}"#,
+        )))
+        .map_err(|e| EngineError::Other(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        match resp.status().as_u16() {
+            101 | 200 => {}
+            404 => return Err(EngineError::NotFound("exec".into())),
+            409 => return Err(EngineError::Conflict("exec".into())),
+            s => return Err(EngineError::Other(format!("exec start answered {s}"))),
+        }
+        let upgraded = hyper::upgrade::on(resp)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let (read, write) = tokio::io::split(TokioIo::new(upgraded));
+        let output = tokio_util::io::ReaderStream::with_capacity(read, 64 * 1024)
+            .map(|r| {
+                r.map(ExecChunk::Stdout)
+                    .map_err(|e| EngineError::Unavailable(e.to_string()))
+            })
+            .boxed();
+        Ok(ExecSession {
+            id,
+            output,
+            input: Box::pin(write),
+        })
     }
 }
 

@@ -181,6 +181,8 @@ pub trait Engine: Send + Sync + 'static {
     /// Starts a process in a running container, attached to its stdin and output.
     async fn exec_start(&self, container: &str, spec: &ExecSpec) -> Result<ExecSession>;
     async fn exec_inspect(&self, exec_id: &str) -> Result<ExecState>;
+    /// Sets a TTY exec's window size.
+    async fn exec_resize(&self, exec_id: &str, cols: u16, rows: u16) -> Result<()>;
     /// `None` when the path does not exist. Paths resolve inside the container's filesystem.
     async fn path_stat(&self, container: &str, path: &str) -> Result<Option<PathStat>>;
     /// A tar stream of `path` (a file or a whole directory).

@@ -9,6 +9,7 @@ pub mod http;
 pub mod ratelimit;
 mod router;
 mod system;
+mod terminal_ws;
 mod tokens;
 
 use std::convert::Infallible;
@@ -133,7 +134,7 @@ async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let route = Route::parse(&path);
-    let websocket = matches!(route, Some(Route::Events));
+    let websocket = route.as_ref().is_some_and(Route::is_websocket);
     let public = route.as_ref().is_some_and(Route::is_public);
     let result = async {
         let principal = if public {
@@ -186,6 +187,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let tracker = state.tracker.clone();
+    let shutdown = state.shutdown.clone();
     tracker.spawn(async move {
         let svc = service_fn(move |req| handle(state.clone(), peer_uid, req));
         let conn = hyper::server::conn::http1::Builder::new()
@@ -193,7 +195,16 @@ where
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades();
-        if let Err(e) = conn.await {
+        let mut conn = std::pin::pin!(conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            // Finish the request in flight, then close (idle keep-alive connections at once).
+            _ = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
             debug!(error = %e, "connection ended with an error");
         }
     });

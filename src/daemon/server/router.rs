@@ -4,7 +4,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request};
 
 use super::http::{HttpError, HttpResult};
-use super::{admin, containers, events_ws, files, system, tokens, Ctx};
+use super::{admin, containers, events_ws, files, system, terminal_ws, tokens, Ctx};
 
 /// A path we serve, with its parameters.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,6 +24,7 @@ pub enum Route<'a> {
     Images,
     Roles,
     Events,
+    Terminal(&'a str),
     Tokens,
     TokenValidate,
     Token(&'a str),
@@ -57,6 +58,7 @@ impl<'a> Route<'a> {
             ["api", "images"] => Route::Images,
             ["api", "roles"] => Route::Roles,
             ["ws", "events"] => Route::Events,
+            ["ws", "terminal", id] => Route::Terminal(id),
             ["api", "tokens"] => Route::Tokens,
             ["api", "tokens", "validate"] => Route::TokenValidate,
             ["api", "tokens", id] => Route::Token(id),
@@ -66,6 +68,11 @@ impl<'a> Route<'a> {
             ["api", "admin", "users", id, "tokens"] => Route::UserTokens(id),
             _ => return None,
         })
+    }
+
+    /// Takes WebSocket credentials (`?token=`, subprotocol).
+    pub fn is_websocket(&self) -> bool {
+        matches!(self, Route::Events | Route::Terminal(_))
     }
 
     /// Served without credentials.
@@ -97,6 +104,7 @@ pub async fn dispatch(ctx: Ctx, route: Route<'_>, req: Request<Incoming>) -> Htt
         (R::Images, M::GET) => containers::images(&ctx),
         (R::Roles, M::GET) => containers::roles(&ctx),
         (R::Events, M::GET) => events_ws::upgrade(&ctx, req),
+        (R::Terminal(id), M::GET) => terminal_ws::upgrade(&ctx, id, req),
         (R::Tokens, M::GET) => tokens::list(&ctx),
         (R::Tokens, M::POST) => tokens::create(&ctx, req).await,
         (R::TokenValidate, M::GET) => tokens::validate(&ctx),

@@ -1,0 +1,303 @@
+//! The terminal WebSocket against real containers: both framings, resize, exit, reconnect.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{create_req, wait_running, Daemon};
+use futures_util::{SinkExt, StreamExt};
+use rexec::client::{Client, ClientError, EventSocket};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+struct Term {
+    ws: EventSocket,
+    binary: bool,
+    /// Everything output so far (JSON `output` data, or binary frames).
+    seen: Vec<u8>,
+    exit: Option<i64>,
+    controls: Vec<Value>,
+}
+
+impl Term {
+    async fn open(c: &Client, path: &str, binary: bool) -> Term {
+        let headers: &[(&str, &str)] = if binary {
+            &[("Sec-WebSocket-Protocol", "rexec.binary")]
+        } else {
+            &[]
+        };
+        let (ws, resp) = c.websocket(path, headers).await.expect("terminal opens");
+        if binary {
+            assert_eq!(resp.headers()["sec-websocket-protocol"], "rexec.binary");
+        }
+        let mut t = Term {
+            ws,
+            binary,
+            seen: Vec::new(),
+            exit: None,
+            controls: Vec::new(),
+        };
+        t.until(20, |t| {
+            t.controls.iter().any(|c| c["type"] == "shell_ready")
+        })
+        .await;
+        t
+    }
+
+    async fn send(&mut self, text: &str) {
+        let msg = json!({"type":"input","data":text}).to_string();
+        self.ws.send(Message::text(msg)).await.unwrap();
+    }
+
+    async fn raw(&mut self, m: Message) {
+        self.ws.send(m).await.unwrap();
+    }
+
+    /// Reads until `done` holds (panics after `secs`).
+    async fn until(&mut self, secs: u64, done: impl Fn(&Term) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while !done(self) {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "timed out; output so far: {:?}; controls {:?}",
+                        String::from_utf8_lossy(&self.seen),
+                        self.controls
+                    )
+                });
+            match msg {
+                Some(Ok(Message::Binary(b))) => {
+                    assert!(self.binary, "binary output only with rexec.binary");
+                    self.seen.extend_from_slice(&b);
+                }
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    match v["type"].as_str().unwrap() {
+                        "output" => {
+                            assert!(!self.binary, "no JSON output in binary framing");
+                            self.seen
+                                .extend_from_slice(v["data"].as_str().unwrap().as_bytes());
+                        }
+                        "exit" => {
+                            self.exit = v["code"].as_i64();
+                            self.controls.push(v);
+                        }
+                        _ => self.controls.push(v),
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    assert!(
+                        done(self),
+                        "closed early; output {:?}",
+                        String::from_utf8_lossy(&self.seen)
+                    );
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen).into_owned()
+    }
+
+    async fn expect(&mut self, needle: &str) {
+        let n = needle.to_string();
+        self.until(20, move |t| t.text().contains(&n)).await;
+    }
+}
+
+async fn setup(extra: &str) -> (Daemon, Client, String) {
+    let d = Daemon::start_with(extra);
+    d.ready().await;
+    let (_, c) = d.user("ann", "free").await;
+    let made = c
+        .create_container(&create_req("alpine", Some("box")))
+        .await
+        .unwrap();
+    wait_running(&c, &made.db_id).await;
+    (d, c, made.db_id)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_framing_runs_commands_resizes_and_exits() {
+    let (_d, c, _) = setup("").await;
+    let mut t = Term::open(&c, "/ws/terminal/box?cols=100&rows=30", false).await;
+    assert!(t
+        .controls
+        .iter()
+        .any(|c| c["type"] == "connected" && c["data"] == "default"));
+    // The initial size was set before the shell started.
+    t.send("stty size; echo TERM=$TERM; pwd\n").await;
+    t.expect("30 100").await;
+    t.expect("TERM=xterm-256color").await;
+    t.expect("/home/user").await;
+    // A character split across two reads arrives whole.
+    t.send("printf '\\342'; sleep 0.3; printf '\\202\\254 done\\n'\n")
+        .await;
+    t.expect("€ done").await;
+    // Resize at any time.
+    t.raw(Message::text(
+        json!({"type":"resize","cols":132,"rows":43}).to_string(),
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    t.send("stty size\n").await;
+    t.expect("43 132").await;
+    // Non-JSON text and binary frames are input too; ping gets pong.
+    t.raw(Message::text("echo from-text\n")).await;
+    t.expect("from-text").await;
+    t.raw(Message::binary(b"echo from-binary\n".to_vec())).await;
+    t.expect("from-binary").await;
+    t.raw(Message::text(r#"{"type":"ping"}"#)).await;
+    t.until(10, |t| t.controls.iter().any(|c| c["type"] == "pong"))
+        .await;
+    // exit with the shell's code, then a normal close.
+    t.send("exit 7\n").await;
+    t.until(20, |t| t.exit.is_some()).await;
+    assert_eq!(t.exit, Some(7));
+    let next = tokio::time::timeout(Duration::from_secs(5), t.ws.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(next, Some(Ok(Message::Close(_))) | None),
+        "{next:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_framing_is_byte_exact() {
+    let (_d, c, _) = setup("").await;
+    let id = c.get_container("box").await.unwrap().id;
+    let (ok, out) = common::docker::run(&[
+        "exec", &id, "sh", "-c",
+        "i=0; while [ $i -lt 256 ]; do printf \"\\\\$(printf %o $i)\"; i=$((i+1)); done > /tmp/all.bin",
+    ]);
+    assert!(ok, "{out}");
+    let mut t = Term::open(&c, "/ws/terminal/box", true).await;
+    // Raw mode so the TTY passes every byte value through untouched; the markers are written
+    // in octal so that the echoed command line does not contain them.
+    t.raw(Message::binary(
+        b"stty raw -echo; printf '\\102EGIN'; cat /tmp/all.bin; printf '\\105ND'\n".to_vec(),
+    ))
+    .await;
+    t.until(20, |t| {
+        t.seen
+            .windows(5)
+            .position(|w| w == b"BEGIN")
+            .is_some_and(|b| t.seen[b..].windows(3).any(|w| w == b"END"))
+    })
+    .await;
+    let start = t.seen.windows(5).position(|w| w == b"BEGIN").unwrap() + 5;
+    let end = t.seen.windows(3).rposition(|w| w == b"END").unwrap();
+    assert_eq!(
+        &t.seen[start..end],
+        (0..=255u8).collect::<Vec<_>>().as_slice()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconnect_within_grace_finds_the_same_shell_and_after_it_a_new_one() {
+    let (_d, c, _) = setup("[terminal]\nreconnect_grace_seconds = 2\n").await;
+    let mut t = Term::open(&c, "/ws/terminal/box?id=work", false).await;
+    t.send("export MARK=kept-$$; echo marker-one\n").await;
+    t.expect("marker-one").await;
+    drop(t);
+    // Within the grace period: same shell, and the tail is replayed first.
+    let mut t = Term::open(&c, "/ws/terminal/box?id=work", false).await;
+    t.expect("marker-one").await;
+    // Two viewers of one session see the same output.
+    let mut viewer = Term::open(&c, "/ws/terminal/box?id=work", false).await;
+    t.send("echo MARK=$MARK\n").await;
+    t.expect("MARK=kept-").await;
+    viewer.expect("MARK=kept-").await;
+    drop(viewer);
+    drop(t);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // After it: a new shell, without the variable.
+    let mut t = Term::open(&c, "/ws/terminal/box?id=work", false).await;
+    t.send("echo MARK=[$MARK]\n").await;
+    t.expect("MARK=[]").await;
+    assert!(
+        !t.text().contains("marker-one"),
+        "no replay from the old shell: {:?}",
+        t.text()
+    );
+    // newSession=true also starts afresh.
+    t.send("export MARK=again\n").await;
+    drop(t);
+    let mut t = Term::open(&c, "/ws/terminal/box?id=work&newSession=true", false).await;
+    t.send("echo MARK=[$MARK]\n").await;
+    t.expect("MARK=[]").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pre_upgrade_errors_are_json() {
+    let (d, c, _) = setup("").await;
+    let expect = |r: Result<_, ClientError>, status: u16| match r {
+        Err(ClientError::Api { status: s, body }) => {
+            assert_eq!(s.as_u16(), status, "{body:?}");
+            *body
+        }
+        Ok(_) => panic!("expected {status}"),
+        Err(e) => panic!("expected {status}, got {e}"),
+    };
+    let anon = d.tcp_client(None);
+    let b = expect(
+        anon.websocket("/ws/terminal/box", &[]).await.map(|_| ()),
+        401,
+    );
+    assert_eq!(b.error, "unauthorized");
+    let (_, bob) = d.user("bob", "free").await;
+    let b = expect(
+        bob.websocket("/ws/terminal/box", &[]).await.map(|_| ()),
+        404,
+    );
+    assert_eq!(b.error, "container not found");
+    c.stop("box").await.unwrap();
+    let b = expect(c.websocket("/ws/terminal/box", &[]).await.map(|_| ()), 400);
+    assert_eq!(
+        (b.error.as_str(), b.code.as_str(), b.status.as_deref()),
+        (
+            "container is not running",
+            "container_stopped",
+            Some("stopped")
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_creating_container_accepts_the_terminal_once_it_can() {
+    let d = Daemon::start();
+    d.ready().await;
+    let (_, c) = d.user("ann", "free").await;
+    let made = c
+        .create_container(&create_req("alpine", Some("soon")))
+        .await
+        .unwrap();
+    let mut t = Term::open(&c, &format!("/ws/terminal/{}", made.db_id), false).await;
+    t.send("echo up\n").await;
+    t.expect("up").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clean_stop_ends_the_shells() {
+    let (mut d, c, _) = setup("").await;
+    let id = c.get_container("box").await.unwrap().id;
+    let mut t = Term::open(&c, "/ws/terminal/box", false).await;
+    t.send("sleep 7777\n").await;
+    common::eventually(10, "the shell's sleep running", || async {
+        let (_, ps) = common::docker::run(&["exec", &id, "ps"]);
+        ps.contains("sleep 7777").then_some(())
+    })
+    .await;
+    d.stop();
+    assert!(
+        !d.log().contains("did not finish"),
+        "a clean, prompt shutdown"
+    );
+    let (_, ps) = common::docker::run(&["exec", &id, "ps"]);
+    assert!(!ps.contains("sleep 7777"), "{ps}");
+}
