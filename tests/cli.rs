@@ -61,6 +61,43 @@ async fn bootstrap_and_manage_containers() {
         (v["name"].as_str(), v["status"].as_str()),
         (Some("dev"), Some("running"))
     );
+    // exec: output printed, the command's exit code passed through.
+    let (code, out, err) = as_ann(&[
+        "exec",
+        "dev",
+        "--",
+        "sh",
+        "-c",
+        "echo hello; echo oops >&2; exit 42",
+    ]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (42, "hello\n", "oops\n")
+    );
+    let (code, out, _) = as_ann(&["exec", "dev", "-w", "/tmp", "--", "pwd"]);
+    assert_eq!((code, out.as_str()), (0, "/tmp\n"));
+    let (code, _, err) = as_ann(&["exec", "dev", "--timeout", "1", "--", "sleep", "30"]);
+    assert_eq!((code, err.trim()), (124, "rexecctl: timed out after 1 s"));
+    // cp both ways, binary-safe, streamed.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("blob.bin");
+    let data: Vec<u8> = (0..=255u8).cycle().take(1_000_000).collect();
+    std::fs::write(&src, &data).unwrap();
+    let (code, out, err) = as_ann(&["cp", src.to_str().unwrap(), "dev:/tmp/"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("dev:/tmp/blob.bin (1000000 bytes)"), "{out}");
+    let (code, out, err) = as_ann(&["cp", src.to_str().unwrap(), "dev:copy.bin"]);
+    assert!(
+        code == 0 && out.contains("dev:/home/user/copy.bin"),
+        "{out}{err}"
+    );
+    let back = tmp.path().join("back.bin");
+    let (code, _, err) = as_ann(&["cp", "dev:copy.bin", back.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    let (code, _, err) = as_ann(&["cp", "dev:/nope", tmp.path().to_str().unwrap()]);
+    assert_eq!((code, err.trim()), (1, "rexecctl: file not found"));
+    assert!(!tmp.path().join("nope").exists(), "no partial file left");
     let (code, out, _) = as_ann(&["stop", "dev"]);
     assert_eq!((code, out.trim()), (0, "dev: container stopped"));
     let (code, out, _) = as_ann(&["start", "dev"]);

@@ -27,6 +27,14 @@ async fn exec_runs_commands_and_reports_what_happened() {
         .unwrap();
     wait_running(&c, &made.db_id).await;
 
+    // Use updates last_used_at (at most every 5 s), so idle time restarts.
+    tokio::time::sleep(Duration::from_millis(5_200)).await;
+    let idle = c.get_container("box").await.unwrap().idle_seconds;
+    assert!(idle >= 5.0, "{idle}");
+    c.exec("box", &sh("true")).await.unwrap();
+    let after = c.get_container("box").await.unwrap();
+    assert!(after.idle_seconds < 2.0, "{after:?}");
+    assert_ne!(after.last_used_at, after.created_at);
     // Exit codes, stdout apart from stderr.
     let r = c
         .exec("box", &sh("echo out; echo err >&2; exit 3"))

@@ -22,6 +22,8 @@ pub mod exit {
     pub const UNREACHABLE: i32 = 3;
     /// A creation the CLI followed ended in `error`.
     pub const FAILED: i32 = 4;
+    /// `exec` killed the command at its timeout (otherwise `exec` exits with the command's code).
+    pub const TIMED_OUT: i32 = 124;
 }
 
 #[derive(Parser)]
@@ -29,7 +31,7 @@ pub mod exit {
     name = "rexecctl",
     version,
     about = "Control rexecd: disposable Linux development containers",
-    after_help = "Examples:\n  rexecctl user create ann --tier free\n  rexecctl token create --user ann\n  rexecctl create --image ubuntu:24.04 --name dev\n  rexecctl ls\n  rexecctl stop dev && rexecctl start dev\n  rexecctl rm dev\n\nExit codes: 0 ok, 1 the daemon refused (error printed), 2 usage, 3 daemon unreachable, 4 creation failed."
+    after_help = "Examples:\n  rexecctl user create ann --tier free\n  rexecctl token create --user ann\n  rexecctl create --image ubuntu:24.04 --name dev\n  rexecctl ls\n  rexecctl stop dev && rexecctl start dev\n  rexecctl exec dev -- uname -a\n  rexecctl cp notes.txt dev:projects/\n  rexecctl cp dev:projects/notes.txt .\n  rexecctl rm dev\n\nExit codes: 0 ok, 1 the daemon refused (error printed), 2 usage, 3 daemon unreachable, 4 creation failed; exec passes the command's own code through (124: timed out)."
 )]
 pub struct Cli {
     /// rexecd's Unix socket (default: /run/rexec/rexecd.sock as root, else $XDG_RUNTIME_DIR/rexec/rexecd.sock).
@@ -68,6 +70,23 @@ pub enum Command {
     Stop { id: String },
     /// Delete containers and their data volumes.
     Rm { ids: Vec<String> },
+    /// Run a command in a container; its output is printed and its exit code passed through.
+    Exec {
+        id: String,
+        /// Seconds before the command is killed.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Working directory (default /home/user).
+        #[arg(long, short = 'w')]
+        workdir: Option<String>,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Copy a file into or out of a container: `cp FILE NAME:PATH` or `cp NAME:PATH FILE`.
+    /// A container PATH ending in `/` is a directory (the file keeps its name); relative
+    /// paths start at /home/user.
+    Cp { src: String, dst: String },
     /// Manage users (admin).
     #[command(subcommand)]
     User(UserCommand),
@@ -199,6 +218,40 @@ pub async fn run(cli: Cli) -> Result<i32, ClientError> {
                 let _ = writeln!(out, "{}: {}", r.name, r.message);
             }
         }
+        Command::Exec {
+            id,
+            timeout,
+            workdir,
+            cmd,
+        } => {
+            let req = api::ExecRequest {
+                cmd: Some(cmd),
+                workdir,
+                timeout_seconds: Some(timeout),
+                ..Default::default()
+            };
+            let r = client.exec(&id, &req).await?;
+            if json {
+                print_json(&r);
+                return Ok(exit::OK);
+            }
+            use std::io::Write as _;
+            let _ = out.write_all(r.stdout.as_bytes());
+            let _ = std::io::stderr().write_all(r.stderr.as_bytes());
+            if r.stdout_truncated || r.stderr_truncated {
+                eprintln!("rexecctl: output truncated at 1 MiB");
+            }
+            if r.timed_out {
+                eprintln!("rexecctl: timed out after {timeout} s");
+                return Ok(exit::TIMED_OUT);
+            }
+            // Exit codes outside 0-255 (a signal, -1) are reported as 255.
+            return Ok(i32::try_from(r.exit_code)
+                .ok()
+                .filter(|c| (0..=255).contains(c))
+                .unwrap_or(255));
+        }
+        Command::Cp { src, dst } => return cp(&client, &src, &dst).await,
         Command::User(UserCommand::Create { name, tier }) => {
             let u = client.create_user(&name, &tier).await?;
             if json {
@@ -268,6 +321,62 @@ pub async fn run(cli: Cli) -> Result<i32, ClientError> {
                 }
             }
         }
+    }
+    Ok(exit::OK)
+}
+
+/// `NAME:PATH` names a container path; anything else (including `./a:b`) is local.
+fn remote(arg: &str) -> Option<(&str, &str)> {
+    let (name, path) = arg.split_once(':')?;
+    (!name.is_empty() && !name.contains('/')).then_some((name, path))
+}
+
+async fn cp(client: &Client, src: &str, dst: &str) -> Result<i32, ClientError> {
+    let usage = || ClientError::Protocol("cp needs exactly one side as NAME:PATH".into());
+    match (remote(src), remote(dst)) {
+        (None, Some((name, path))) => {
+            let local = std::path::Path::new(src);
+            let base = local
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| ClientError::Protocol(format!("{src}: not a file")))?;
+            let (dir, file) = match path.rsplit_once('/') {
+                _ if path.is_empty() || path.ends_with('/') => (path.to_string(), base),
+                Some((d, f)) => (
+                    if d.is_empty() {
+                        "/".to_string()
+                    } else {
+                        d.to_string()
+                    },
+                    f.to_string(),
+                ),
+                None => (String::new(), path.to_string()),
+            };
+            let dir = if dir.is_empty() {
+                "/home/user".to_string()
+            } else {
+                dir
+            };
+            let r = client.upload(name, local, &dir, &file).await?;
+            println!("{} -> {name}:{} ({} bytes)", src, r.path, r.size);
+        }
+        (Some((name, path)), None) => {
+            let target = std::path::Path::new(dst);
+            let target = if target.is_dir() {
+                target.join(path.rsplit('/').next().unwrap_or("download"))
+            } else {
+                target.to_path_buf()
+            };
+            let mut file = tokio::fs::File::create(&target)
+                .await
+                .map_err(|e| ClientError::Protocol(format!("{}: {e}", target.display())))?;
+            let n = client.download(name, path, &mut file).await;
+            if n.is_err() {
+                let _ = tokio::fs::remove_file(&target).await;
+            }
+            println!("{name}:{path} -> {} ({} bytes)", target.display(), n?);
+        }
+        _ => return Err(usage()),
     }
     Ok(exit::OK)
 }

@@ -44,9 +44,18 @@ pub enum Endpoint {
     Tcp(String),
 }
 
+/// Request bodies: JSON in one piece, or a file streamed from disk (uploads).
+type ReqBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn whole(bytes: Vec<u8>) -> ReqBody {
+    Full::new(Bytes::from(bytes))
+        .map_err(|never: std::convert::Infallible| match never {})
+        .boxed()
+}
+
 enum Transport {
-    Unix(HttpClient<UnixConnector, Full<Bytes>>),
-    Tcp(HttpClient<HttpConnector, Full<Bytes>>),
+    Unix(HttpClient<UnixConnector, ReqBody>),
+    Tcp(HttpClient<HttpConnector, ReqBody>),
 }
 
 /// A raw answer: status and body bytes.
@@ -134,10 +143,7 @@ impl Client {
         body: Option<Vec<u8>>,
         headers: &[(&str, &str)],
     ) -> Result<RawResponse> {
-        let mut req = Request::builder().method(method).uri(self.uri(path));
-        if let Some(t) = &self.token {
-            req = req.header(AUTHORIZATION, format!("Bearer {t}"));
-        }
+        let mut req = self.request(method, path);
         if body.is_some() {
             req = req.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
@@ -145,17 +151,13 @@ impl Client {
             req = req.header(*k, *v);
         }
         let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(whole(body.unwrap_or_default()))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.send(req).await?;
         let connect_err = |e: &dyn std::fmt::Display| ClientError::Connect {
             target: self.target(),
             detail: e.to_string(),
         };
-        let resp = match &self.transport {
-            Transport::Unix(c) => c.request(req).await,
-            Transport::Tcp(c) => c.request(req).await,
-        }
-        .map_err(|e| connect_err(&error_chain(&e)))?;
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp
@@ -169,6 +171,131 @@ impl Client {
             headers,
             body,
         })
+    }
+
+    async fn send(&self, req: Request<ReqBody>) -> Result<hyper::Response<hyper::body::Incoming>> {
+        match &self.transport {
+            Transport::Unix(c) => c.request(req).await,
+            Transport::Tcp(c) => c.request(req).await,
+        }
+        .map_err(|e| ClientError::Connect {
+            target: self.target(),
+            detail: error_chain(&e),
+        })
+    }
+
+    fn request(&self, method: Method, path: &str) -> hyper::http::request::Builder {
+        let req = Request::builder().method(method).uri(self.uri(path));
+        match &self.token {
+            Some(t) => req.header(AUTHORIZATION, format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
+    /// An error answer as a [`ClientError`].
+    async fn api_error(resp: hyper::Response<hyper::body::Incoming>) -> ClientError {
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| api::ErrorBody {
+            error: String::from_utf8_lossy(&bytes).into_owned(),
+            ..Default::default()
+        });
+        ClientError::Api {
+            status,
+            body: Box::new(body),
+        }
+    }
+
+    /// Uploads a local file into directory `dir` of a container as `name`, streamed from disk
+    /// as a multipart body.
+    pub async fn upload(
+        &self,
+        id: &str,
+        local: &Path,
+        dir: &str,
+        name: &str,
+    ) -> Result<api::UploadResponse> {
+        let file = tokio::fs::File::open(local)
+            .await
+            .map_err(|e| ClientError::Protocol(format!("{}: {e}", local.display())))?;
+        let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let boundary = format!("rexec-{}", uuid::Uuid::new_v4().simple());
+        let quoted = name.replace(['"', '\\', '\r', '\n'], "_");
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{quoted}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        );
+        let tail = format!("\r\n--{boundary}--\r\n");
+        let length = head.len() as u64 + size + tail.len() as u64;
+        use futures_util::StreamExt;
+        let stream =
+            futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) })
+                .chain(tokio_util::io::ReaderStream::new(file))
+                .chain(futures_util::stream::once(
+                    async move { Ok(Bytes::from(tail)) },
+                ))
+                .map(|r| r.map(hyper::body::Frame::data));
+        let path = format!("/api/files/{}?path={}", encode(id), encode(dir));
+        let req = self
+            .request(Method::POST, &path)
+            .header(
+                CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .header(hyper::header::CONTENT_LENGTH, length)
+            .body(BodyExt::boxed(http_body_util::StreamBody::new(stream)))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.send(req).await?;
+        if !resp.status().is_success() {
+            return Err(Self::api_error(resp).await);
+        }
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Downloads a container file into `out`, streamed; returns the bytes written.
+    pub async fn download(
+        &self,
+        id: &str,
+        path: &str,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<u64> {
+        use tokio::io::AsyncWriteExt;
+        let req = self
+            .request(
+                Method::GET,
+                &format!("/api/files/{}?path={}", encode(id), encode(path)),
+            )
+            .body(whole(Vec::new()))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.send(req).await?;
+        if !resp.status().is_success() {
+            return Err(Self::api_error(resp).await);
+        }
+        let mut body = resp.into_body();
+        let mut n = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Protocol(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                out.write_all(&data)
+                    .await
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                n += data.len() as u64;
+            }
+        }
+        out.flush()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(n)
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(

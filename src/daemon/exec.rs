@@ -97,7 +97,8 @@ impl Exec {
                 "timeout_seconds must be 1-{MAX_TIMEOUT_SECS}"
             )));
         }
-        let (_, docker_id) = running(&self.registry, user, key)?;
+        let (rec, docker_id) = running(&self.registry, user, key)?;
+        self.registry.touch(&rec.db_id).await;
         let mut vars = vec![format!("HOME={HOME}")];
         vars.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
         let spec = ExecSpec {

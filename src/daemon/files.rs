@@ -106,6 +106,13 @@ impl Files {
         exec::running(&self.registry, user, key).map(|_| ())
     }
 
+    /// The running container to work in; file work counts as use.
+    async fn container(&self, user: &User, key: &str) -> Result<String> {
+        let (rec, docker_id) = exec::running(&self.registry, user, key)?;
+        self.registry.touch(&rec.db_id).await;
+        Ok(docker_id)
+    }
+
     /// Where an upload is spooled (on disk, never in memory) before it goes to Docker.
     pub fn spool_file(&self) -> std::io::Result<(PathBuf, std::fs::File)> {
         std::fs::create_dir_all(&self.spool)?;
@@ -147,7 +154,7 @@ impl Files {
 
     pub async fn download(&self, user: &User, key: &str, path: Option<&str>) -> Result<Download> {
         let path = clean_path(path)?;
-        let (_, docker_id) = exec::running(&self.registry, user, key)?;
+        let docker_id = self.container(user, key).await?;
         let (path, stat) = self.resolve(&docker_id, path).await?;
         if stat.is_dir {
             return Err(Error::BadRequest("path is a directory".into()));
@@ -175,7 +182,7 @@ impl Files {
 
     pub async fn list(&self, user: &User, key: &str, path: Option<&str>) -> Result<api::FileList> {
         let path = clean_path(path)?;
-        let (_, docker_id) = exec::running(&self.registry, user, key)?;
+        let docker_id = self.container(user, key).await?;
         let (path, stat) = self.resolve(&docker_id, path).await?;
         if !stat.is_dir {
             return Err(Error::BadRequest("path is not a directory".into()));
@@ -240,7 +247,7 @@ impl Files {
     ) -> Result<api::UploadResponse> {
         let dir = clean_path(dir.or(Some(HOME)))?;
         let name = clean_file_name(name)?;
-        let (_, docker_id) = exec::running(&self.registry, user, key)?;
+        let docker_id = self.container(user, key).await?;
         let (dir, stat) = self.resolve(&docker_id, dir).await.map_err(|e| match e {
             Error::NotFound(_) => Error::NotFound("directory"),
             e => e,
@@ -313,7 +320,7 @@ impl Files {
         if path == "/" {
             return Err(Error::BadRequest("refusing to delete /".into()));
         }
-        let (_, docker_id) = exec::running(&self.registry, user, key)?;
+        let docker_id = self.container(user, key).await?;
         self.stat(&docker_id, &path)
             .await?
             .ok_or(Error::NotFound("file"))?;

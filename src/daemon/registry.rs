@@ -39,6 +39,9 @@ pub struct Registry {
 
 pub type OpGuard = tokio::sync::OwnedMutexGuard<()>;
 
+/// `last_used_at` resolution: finer would write on every keystroke.
+pub const TOUCH_EVERY_MS: i64 = 5_000;
+
 impl Registry {
     pub fn new(
         store: Store,
@@ -172,6 +175,26 @@ impl Registry {
             return Ok(Some(rec));
         };
         self.commit_locked(None, rec, emit, durable).await.map(Some)
+    }
+
+    /// Records use of a container (terminal input, exec, files): `last_used_at`, at most every
+    /// [`TOUCH_EVERY_MS`], not forced to disk and without an event (idle time is not news).
+    pub async fn touch(&self, db_id: &str) {
+        let now = clock::now_ms();
+        let stale = self
+            .records
+            .read()
+            .unwrap()
+            .get(db_id)
+            .is_some_and(|r| now - r.last_used_at_ms >= TOUCH_EVERY_MS);
+        if stale {
+            let _ = self
+                .update(db_id, false, |r, _| {
+                    r.last_used_at_ms = now;
+                    Ok(Some(Emit::None))
+                })
+                .await;
+        }
     }
 
     /// Removes a record, sending `container_deleted`.

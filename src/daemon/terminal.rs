@@ -76,6 +76,11 @@ impl Attachment {
     pub async fn input(&self, bytes: Bytes) {
         let _ = self.session.input.send(bytes).await;
     }
+
+    /// The container's `db_id`.
+    pub fn db_id(&self) -> &str {
+        &self.key.1
+    }
 }
 
 pub struct Terminals {
@@ -205,6 +210,11 @@ impl Terminals {
             viewer,
             key,
         })
+    }
+
+    /// Terminal activity counts as use of the container.
+    pub async fn touch(&self, a: &Attachment) {
+        self.registry.touch(a.db_id()).await;
     }
 
     pub async fn resize(&self, a: &Attachment, cols: u16, rows: u16) -> Result<()> {

@@ -203,6 +203,7 @@ impl Term {
                 msg = self.ws.next() => match msg {
                     Some(Ok(Message::Text(t))) => match serde_json::from_str::<TerminalIn>(&t) {
                         Ok(TerminalIn::Input { data }) => {
+                            terminals.touch(a).await;
                             a.input(Bytes::from(data)).await;
                             Ok(())
                         }
@@ -217,11 +218,13 @@ impl Term {
                         }
                         Ok(TerminalIn::Ping) => self.control(&TerminalOut::Pong).await,
                         Err(_) => {
+                            terminals.touch(a).await;
                             a.input(Bytes::copy_from_slice(t.as_bytes())).await;
                             Ok(())
                         }
                     },
                     Some(Ok(Message::Binary(b))) => {
+                        terminals.touch(a).await;
                         a.input(b).await;
                         Ok(())
                     }
