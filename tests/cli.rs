@@ -170,3 +170,96 @@ async fn the_socket_mode_decides_who_may_connect_and_peers_are_users() {
         .expect("peer became a user");
     assert_eq!((nobody.tier.as_str(), nobody.admin), ("pro", false));
 }
+
+/// tmux on a socket of this test's own, killed on drop.
+struct Tmux(String);
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.0)
+            .args(args)
+            .output()
+            .expect("tmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    async fn wait_for(&self, needle: &str) -> String {
+        common::eventually(20, needle, || async {
+            let s = self.screen();
+            s.contains(needle).then_some(s)
+        })
+        .await
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rexecctl_shell_in_tmux_as_a_person_would() {
+    let d = Daemon::start();
+    d.ready().await;
+    let (user, c) = d.user("ann", "free").await;
+    let token = d.token_for(&user.id, None).await;
+    let made = c
+        .create_container(&common::create_req("alpine", Some("box")))
+        .await
+        .unwrap();
+    common::wait_running(&c, &made.db_id).await;
+    let tmux = Tmux(format!("rexec-{}", d.label));
+    let result = d.dir.path().join("exit-code");
+    let modes = d.dir.path().join("stty-after");
+    let cmd = format!(
+        "{} --socket {} --token {token} shell box; code=$?; stty -a > {}; echo $code > {}; sleep 600",
+        env!("CARGO_BIN_EXE_rexecctl"),
+        d.socket.display(),
+        modes.display(),
+        result.display()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &cmd,
+    ]);
+    tmux.wait_for("/home/user #").await;
+    // Type a command, see its output.
+    tmux.run(&["send-keys", "-t", "t", "echo hello-$((6*7))", "Enter"]);
+    tmux.wait_for("hello-42").await;
+    // The size inside is the window's; a resize reaches it.
+    tmux.run(&["send-keys", "-t", "t", "stty size", "Enter"]);
+    tmux.wait_for("30 100").await;
+    tmux.run(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    tmux.run(&["send-keys", "-t", "t", "clear; stty size", "Enter"]);
+    tmux.wait_for("40 120").await;
+    // exit passes the code back, and the terminal is left sane (the shell after it runs).
+    tmux.run(&["send-keys", "-t", "t", "exit 5", "Enter"]);
+    let code = common::eventually(20, "rexecctl to exit", || async {
+        std::fs::read_to_string(&result)
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+    .await;
+    assert_eq!(code.trim(), "5");
+    let modes = std::fs::read_to_string(&modes).unwrap();
+    let flags: Vec<&str> = modes.split([' ', ';', '\n']).collect();
+    assert!(
+        flags.contains(&"icanon") && flags.contains(&"echo"),
+        "raw mode restored: {modes}"
+    );
+}

@@ -31,7 +31,7 @@ pub mod exit {
     name = "rexecctl",
     version,
     about = "Control rexecd: disposable Linux development containers",
-    after_help = "Examples:\n  rexecctl user create ann --tier free\n  rexecctl token create --user ann\n  rexecctl create --image ubuntu:24.04 --name dev\n  rexecctl ls\n  rexecctl stop dev && rexecctl start dev\n  rexecctl exec dev -- uname -a\n  rexecctl cp notes.txt dev:projects/\n  rexecctl cp dev:projects/notes.txt .\n  rexecctl rm dev\n\nExit codes: 0 ok, 1 the daemon refused (error printed), 2 usage, 3 daemon unreachable, 4 creation failed; exec passes the command's own code through (124: timed out)."
+    after_help = "Examples:\n  rexecctl user create ann --tier free\n  rexecctl token create --user ann\n  rexecctl create --image ubuntu:24.04 --name dev\n  rexecctl ls\n  rexecctl stop dev && rexecctl start dev\n  rexecctl shell dev\n  rexecctl exec dev -- uname -a\n  rexecctl cp notes.txt dev:projects/\n  rexecctl cp dev:projects/notes.txt .\n  rexecctl rm dev\n\nExit codes: 0 ok, 1 the daemon refused (error printed), 2 usage, 3 daemon unreachable, 4 creation failed; exec passes the command's own code through (124: timed out)."
 )]
 pub struct Cli {
     /// rexecd's Unix socket (default: /run/rexec/rexecd.sock as root, else $XDG_RUNTIME_DIR/rexec/rexecd.sock).
@@ -82,6 +82,13 @@ pub enum Command {
         /// The command and its arguments (after `--`).
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
+    },
+    /// An interactive shell in a container; exits with the shell's code.
+    Shell {
+        id: String,
+        /// Connection key: the same key re-attaches to the same shell within the grace period.
+        #[arg(long, default_value = "rexecctl")]
+        session: String,
     },
     /// Copy a file into or out of a container: `cp FILE NAME:PATH` or `cp NAME:PATH FILE`.
     /// A container PATH ending in `/` is a directory (the file keeps its name); relative
@@ -252,6 +259,7 @@ pub async fn run(cli: Cli) -> Result<i32, ClientError> {
                 .unwrap_or(255));
         }
         Command::Cp { src, dst } => return cp(&client, &src, &dst).await,
+        Command::Shell { id, session } => return super::shell::run(&client, &id, &session).await,
         Command::User(UserCommand::Create { name, tier }) => {
             let u = client.create_user(&name, &tier).await?;
             if json {

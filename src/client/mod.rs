@@ -2,6 +2,7 @@
 //! the events WebSocket. `rexecctl` and the integration tests both use it.
 
 pub mod cli;
+mod shell;
 
 use std::path::{Path, PathBuf};
 
@@ -523,7 +524,7 @@ impl Client {
 }
 
 /// Percent-encodes a path segment.
-fn encode(segment: &str) -> String {
+pub(crate) fn encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
