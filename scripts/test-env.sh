@@ -27,7 +27,7 @@ REGISTRY_ADDR=127.0.0.1:5000
 REGISTRY_URL=http://$REGISTRY_ADDR
 TEST_IMAGE=rexec-test/busybox:latest
 REGISTRY_IMAGE=$REGISTRY_ADDR/rexec/busybox:latest
-PACKAGES=(docker.io docker-registry busybox-static tmux ca-certificates curl)
+PACKAGES=(docker.io docker-registry busybox-static tmux ca-certificates curl debootstrap)
 # `--engine-only`: just a running Docker engine (scripts/run.sh uses it).
 ENGINE_ONLY=0
 if [[ ${1:-} == --engine-only ]]; then
@@ -254,6 +254,24 @@ else
     verify_image || die "built $TEST_IMAGE does not work"
 fi
 log "image $TEST_IMAGE works (sh -c 'echo ok')"
+
+# ------------------------------------------------------- realistic image --
+# A Debian rootfs (debootstrap, from Debian's package mirror) with bash and tmux: for tests
+# that need a real distribution (tmux sessions, later the roles).
+DEBIAN_IMAGE=rexec-test/debian:bookworm
+if docker image inspect "$DEBIAN_IMAGE" >/dev/null 2>&1; then
+    log "image $DEBIAN_IMAGE already present"
+else
+    log "building $DEBIAN_IMAGE with debootstrap (about 30 s)"
+    rootfs=$(mktemp -d)
+    debootstrap --variant=minbase --include=tmux,procps bookworm "$rootfs" http://deb.debian.org/debian >/var/log/rexec-debootstrap.log 2>&1 ||
+        { tail -n 20 /var/log/rexec-debootstrap.log >&2; rm -rf "$rootfs"; die "debootstrap failed"; }
+    tar -C "$rootfs" -c . | docker import --change 'LABEL rexec.test.image=debian' - "$DEBIAN_IMAGE" >/dev/null
+    rm -rf "$rootfs"
+fi
+out=$(docker run --rm --network none "$DEBIAN_IMAGE" sh -c 'command -v tmux >/dev/null && command -v bash >/dev/null && echo ok' 2>&1 || true)
+[[ $out == ok ]] || die "$DEBIAN_IMAGE lacks tmux or bash: $out"
+log "image $DEBIAN_IMAGE works (bash, tmux)"
 
 # ---------------------------------------------------------------- registry --
 registry_status() { # HTTP status of /v2/, 000 if nothing answers

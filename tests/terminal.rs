@@ -353,3 +353,35 @@ async fn a_flood_to_a_slow_client_is_slowed_not_buffered_or_cut() {
     let xs = t.seen[start..].iter().take_while(|b| **b == b'x').count();
     assert_eq!(xs, 40_000_000);
 }
+
+/// The debootstrap image scripts/test-env.sh builds (bash, tmux).
+const DEBIAN_IMAGE: &str = "rexec-test/debian:bookworm";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn use_tmux_keeps_the_session_past_the_grace_period() {
+    let (ok, _) = common::docker::run(&["image", "inspect", DEBIAN_IMAGE]);
+    assert!(
+        ok,
+        "image {DEBIAN_IMAGE} missing: run `sudo scripts/test-env.sh`"
+    );
+    let d = Daemon::start_with("[terminal]\nreconnect_grace_seconds = 1\n");
+    d.ready().await;
+    let (_, c) = d.user("ann", "free").await;
+    let mut req = common::custom_req(DEBIAN_IMAGE, Some("deb"));
+    req.shell = Some(rexec::api::ShellOptions {
+        use_tmux: Some(true),
+        ..Default::default()
+    });
+    let made = c.create_container(&req).await.unwrap();
+    wait_running(&c, &made.db_id).await;
+    let mut t = Term::open(&c, "/ws/terminal/deb?id=t", false).await;
+    t.send("export MARK=tmux-kept; tmux display -p 'S=#S'\r")
+        .await;
+    t.expect("S=main").await;
+    drop(t);
+    // Past the grace period the attached client is gone, but the tmux session is not.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut t = Term::open(&c, "/ws/terminal/deb?id=t", false).await;
+    t.send("echo MARK=$MARK\r").await;
+    t.expect("MARK=tmux-kept").await;
+}
