@@ -385,3 +385,25 @@ async fn use_tmux_keeps_the_session_past_the_grace_period() {
     t.send("echo MARK=$MARK\r").await;
     t.expect("MARK=tmux-kept").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_pings_idle_terminals_and_event_streams() {
+    let (_d, c, _) = setup("").await;
+    let mut t = Term::open(&c, "/ws/terminal/box", false).await;
+    let mut events = c.events(None).await.unwrap();
+    let (a, b) = tokio::join!(pinged(&mut t.ws), pinged(&mut events));
+    assert!(a, "terminal pinged");
+    assert!(b, "events pinged");
+}
+
+/// Whether a WebSocket ping arrives within 35 s (the server pings every 25 s).
+async fn pinged(ws: &mut EventSocket) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(35);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => return true,
+            Ok(Some(Ok(_))) => continue,
+            _ => return false,
+        }
+    }
+}
