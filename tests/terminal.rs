@@ -278,6 +278,23 @@ async fn a_creating_container_accepts_the_terminal_once_it_can() {
         .await
         .unwrap();
     let mut t = Term::open(&c, &format!("/ws/terminal/{}", made.db_id), false).await;
+    let status = t
+        .controls
+        .iter()
+        .position(|c| c["type"] == "container_status");
+    let starting = t
+        .controls
+        .iter()
+        .position(|c| c["type"] == "shell_starting")
+        .unwrap();
+    if let Some(status) = status {
+        assert_eq!(t.controls[status]["data"], "creating");
+        assert!(
+            status < starting,
+            "the status comes while waiting: {:?}",
+            t.controls
+        );
+    }
     t.send("echo up\n").await;
     t.expect("up").await;
 }

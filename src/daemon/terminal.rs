@@ -132,11 +132,21 @@ impl Terminals {
         }
     }
 
-    /// Waits (bounded) until the container can take a shell; its status while waiting goes to
-    /// `status`.
-    pub async fn wait_ready(&self, db_id: &str, mut status: impl FnMut(&str)) -> Result<String> {
+    /// The container's status while it cannot take a shell yet (`None` once it can, or when
+    /// it never will: [`wait_ready`](Self::wait_ready) then says why).
+    pub fn pending(&self, db_id: &str) -> Option<&'static str> {
+        let rec = self.registry.get(db_id)?;
+        match (rec.status, &rec.docker_id) {
+            (RecordStatus::Creating, _) | (RecordStatus::Configuring, None) => {
+                Some(registry::status_to_api(rec.status).as_str())
+            }
+            _ => None,
+        }
+    }
+
+    /// Waits (bounded) until the container can take a shell; its Docker id.
+    pub async fn wait_ready(&self, db_id: &str) -> Result<String> {
         let deadline = tokio::time::Instant::now() + START_WAIT;
-        let mut told = false;
         loop {
             let rec = self
                 .registry
@@ -146,12 +156,7 @@ impl Terminals {
                 (RecordStatus::Running | RecordStatus::Configuring, Some(id)) => {
                     return Ok(id.clone())
                 }
-                (RecordStatus::Creating, _) | (RecordStatus::Configuring, None) => {
-                    if !told {
-                        status(registry::status_to_api(rec.status).as_str());
-                        told = true;
-                    }
-                }
+                (RecordStatus::Creating, _) | (RecordStatus::Configuring, None) => {}
                 (s, _) => {
                     return Err(Error::NotRunning {
                         status: registry::status_to_api(s),

@@ -146,31 +146,7 @@ impl Term {
         {
             return;
         }
-        let mut waiting = None;
-        let ready = terminals
-            .wait_ready(db_id, |s| waiting = Some(s.to_string()))
-            .await;
-        if let Some(s) = waiting {
-            let _ = self
-                .control(&TerminalOut::ContainerStatus { data: s })
-                .await;
-        }
-        let docker_id = match ready {
-            Ok(id) => id,
-            Err(e) => {
-                let _ = self
-                    .control(&TerminalOut::Error {
-                        data: e.to_string(),
-                    })
-                    .await;
-                return;
-            }
-        };
-        let _ = self.control(&TerminalOut::ShellStarting).await;
-        let mut a = match terminals
-            .attach(user, db_id, &docker_id, &p.conn, p.fresh, p.size)
-            .await
-        {
+        let mut a = match self.start(terminals, user, db_id, p).await {
             Ok(a) => a,
             Err(e) => {
                 let _ = self
@@ -185,6 +161,28 @@ impl Term {
             self.pump(terminals, &mut a).await;
         }
         terminals.detach(a).await;
+    }
+
+    /// Waits for the container (telling the client while it does), then attaches.
+    async fn start(
+        &mut self,
+        terminals: &std::sync::Arc<Terminals>,
+        user: &User,
+        db_id: &str,
+        p: &Params,
+    ) -> Result<Attachment, Error> {
+        if let Some(status) = terminals.pending(db_id) {
+            let _ = self
+                .control(&TerminalOut::ContainerStatus {
+                    data: status.into(),
+                })
+                .await;
+        }
+        let docker_id = terminals.wait_ready(db_id).await?;
+        let _ = self.control(&TerminalOut::ShellStarting).await;
+        terminals
+            .attach(user, db_id, &docker_id, &p.conn, p.fresh, p.size)
+            .await
     }
 
     async fn pump(&mut self, terminals: &Terminals, a: &mut Attachment) {
