@@ -5,7 +5,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{create_req, wait_running, Daemon};
 use rexec::api::ExecRequest;
 use serde_json::json;
 
@@ -18,14 +17,7 @@ fn sh(command: &str) -> ExecRequest {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_runs_commands_and_reports_what_happened() {
-    let d = Daemon::start();
-    d.ready().await;
-    let (_, c) = d.user("ann", "free").await;
-    let made = c
-        .create_container(&create_req("alpine", Some("box")))
-        .await
-        .unwrap();
-    wait_running(&c, &made.db_id).await;
+    let common::WithBox { d: _d, c, .. } = common::with_box("").await;
 
     // Use updates last_used_at (at most every 5 s), so idle time restarts.
     tokio::time::sleep(Duration::from_millis(5_200)).await;
@@ -110,14 +102,7 @@ async fn exec_runs_commands_and_reports_what_happened() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_errors() {
-    let d = Daemon::start();
-    d.ready().await;
-    let (_, c) = d.user("ann", "free").await;
-    let made = c
-        .create_container(&create_req("alpine", Some("box")))
-        .await
-        .unwrap();
-    wait_running(&c, &made.db_id).await;
+    let common::WithBox { d, c, .. } = common::with_box("").await;
     let post = |body: &'static str| {
         let c = &c;
         async move {

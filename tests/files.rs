@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{create_req, docker, wait_running, Daemon};
+use common::{docker, Daemon};
 use hyper::Method;
 use serde_json::{json, Value};
 
@@ -28,27 +28,17 @@ fn upload(d: &Daemon, token: &str, url_path: &str, file: &std::path::Path) -> (u
 }
 
 fn peak_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap()
+    common::proc_kb(pid, "VmHWM")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn round_trips_listings_and_errors() {
-    let d = Daemon::start();
-    d.ready().await;
-    let (user, c) = d.user("ann", "free").await;
-    let token = d.token_for(&user.id, None).await;
-    let made = c
-        .create_container(&create_req("alpine", Some("box")))
-        .await
-        .unwrap();
-    let running = wait_running(&c, &made.db_id).await;
+    let common::WithBox {
+        d,
+        c,
+        token,
+        running,
+    } = common::with_box("").await;
 
     // A binary file with every byte value, uploaded and downloaded at both path styles.
     let tmp = tempfile::tempdir().unwrap();
@@ -251,14 +241,7 @@ fn md5_of(data: &[u8]) -> u128 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn traversal_never_reaches_the_host() {
-    let d = Daemon::start();
-    d.ready().await;
-    let (_, c) = d.user("ann", "free").await;
-    let made = c
-        .create_container(&create_req("alpine", Some("box")))
-        .await
-        .unwrap();
-    let running = wait_running(&c, &made.db_id).await;
+    let common::WithBox { d, c, running, .. } = common::with_box("").await;
     // A marker that exists only on the host, and one only in the container.
     let host_marker = format!("/tmp/rexec-host-only-{}", uuid::Uuid::new_v4().simple());
     std::fs::write(&host_marker, "host secret").unwrap();
@@ -338,15 +321,9 @@ async fn traversal_never_reaches_the_host() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_100_mb_upload_streams_and_bigger_is_refused() {
-    let d = Daemon::start();
-    d.ready().await;
-    let (user, c) = d.user("ann", "free").await;
-    let token = d.token_for(&user.id, None).await;
-    let made = c
-        .create_container(&create_req("alpine", Some("box")))
-        .await
-        .unwrap();
-    let running = wait_running(&c, &made.db_id).await;
+    let common::WithBox {
+        d, token, running, ..
+    } = common::with_box("").await;
     let tmp = tempfile::tempdir().unwrap();
     let big = tmp.path().join("big.bin");
     let f = std::fs::File::create(&big).unwrap();

@@ -110,15 +110,8 @@ impl Term {
 }
 
 async fn setup(extra: &str) -> (Daemon, Client, String) {
-    let d = Daemon::start_with(extra);
-    d.ready().await;
-    let (_, c) = d.user("ann", "free").await;
-    let made = c
-        .create_container(&create_req("alpine", Some("box")))
-        .await
-        .unwrap();
-    wait_running(&c, &made.db_id).await;
-    (d, c, made.db_id)
+    let b = common::with_box(extra).await;
+    (b.d, b.c, b.running.db_id)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -320,14 +313,7 @@ async fn a_clean_stop_ends_the_shells() {
 }
 
 fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap()
+    common::proc_kb(pid, "VmRSS")
 }
 
 #[tokio::test(flavor = "multi_thread")]

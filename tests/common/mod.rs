@@ -338,6 +338,45 @@ pub async fn wait_running(c: &Client, id: &str) -> api::Container {
     .await
 }
 
+/// A daemon where user `ann` (free tier) has a running container `box`.
+pub struct WithBox {
+    pub d: Daemon,
+    /// ann's client (TCP, her token).
+    pub c: Client,
+    pub token: String,
+    pub running: api::Container,
+}
+
+pub async fn with_box(extra: &str) -> WithBox {
+    let d = Daemon::start_with(extra);
+    d.ready().await;
+    let (user, c) = d.user("ann", "free").await;
+    let token = d.token_for(&user.id, None).await;
+    let made = c
+        .create_container(&create_req("alpine", Some("box")))
+        .await
+        .unwrap();
+    let running = wait_running(&c, &made.db_id).await;
+    WithBox {
+        d,
+        c,
+        token,
+        running,
+    }
+}
+
+/// A `/proc/<pid>/status` field in KiB (`VmRSS`, `VmHWM`).
+pub fn proc_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 pub fn custom_req(reference: &str, name: Option<&str>) -> api::CreateContainerRequest {
     api::CreateContainerRequest {
         image: "custom".into(),
