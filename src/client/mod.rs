@@ -349,31 +349,27 @@ impl Client {
         self.get(&format!("/api/containers/{}", encode(id))).await
     }
 
+    /// A request without a body on `/api/containers/:id` + `suffix`.
+    async fn container_action<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        id: &str,
+        suffix: &str,
+    ) -> Result<T> {
+        let path = format!("/api/containers/{}{suffix}", encode(id));
+        self.call::<(), _>(method, &path, None).await
+    }
+
     pub async fn start(&self, id: &str) -> Result<api::LifecycleResponse> {
-        self.call::<(), _>(
-            Method::POST,
-            &format!("/api/containers/{}/start", encode(id)),
-            None,
-        )
-        .await
+        self.container_action(Method::POST, id, "/start").await
     }
 
     pub async fn stop(&self, id: &str) -> Result<api::LifecycleResponse> {
-        self.call::<(), _>(
-            Method::POST,
-            &format!("/api/containers/{}/stop", encode(id)),
-            None,
-        )
-        .await
+        self.container_action(Method::POST, id, "/stop").await
     }
 
     pub async fn delete(&self, id: &str) -> Result<api::DeleteResponse> {
-        self.call::<(), _>(
-            Method::DELETE,
-            &format!("/api/containers/{}", encode(id)),
-            None,
-        )
-        .await
+        self.container_action(Method::DELETE, id, "").await
     }
 
     pub async fn update_settings(

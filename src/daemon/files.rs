@@ -52,6 +52,11 @@ pub fn clean_path(raw: Option<&str>) -> Result<String> {
     Ok(format!("/{}", parts.join("/")))
 }
 
+/// `name` inside the clean absolute directory `dir`.
+fn join(dir: &str, name: &str) -> String {
+    format!("{}/{name}", dir.trim_end_matches('/'))
+}
+
 fn parent(path: &str) -> &str {
     match path.rfind('/') {
         Some(0) | None => "/",
@@ -214,11 +219,7 @@ impl Files {
             let mtime = h.mtime().unwrap_or(0) as i64;
             files.push(api::FileEntry {
                 name: rel.to_string(),
-                path: if path == "/" {
-                    format!("/{rel}")
-                } else {
-                    format!("{path}/{rel}")
-                },
+                path: join(&path, rel),
                 size: if is_dir { 0 } else { h.size().unwrap_or(0) },
                 mode: format!("{:04o}", h.mode().unwrap_or(0) & 0o7777),
                 modified: super::clock::rfc3339(mtime * 1000),
@@ -278,11 +279,7 @@ impl Files {
         let built = build.await.map_err(|e| Error::Internal(e.to_string()))?;
         sent?;
         built.map_err(|e| Error::Internal(format!("building the archive: {e}")))?;
-        let path = if dir == "/" {
-            format!("/{name}")
-        } else {
-            format!("{dir}/{name}")
-        };
+        let path = join(&dir, &name);
         Ok(api::UploadResponse {
             message: "file uploaded successfully".into(),
             filename: name,
@@ -372,6 +369,12 @@ mod tests {
         assert!(clean_path(None).is_err());
         assert!(clean_path(Some("")).is_err());
         assert!(clean_path(Some("a\0b")).is_err());
+    }
+
+    #[test]
+    fn joins_never_double_the_slash() {
+        assert_eq!(join("/", "x"), "/x");
+        assert_eq!(join("/home/user", "x"), "/home/user/x");
     }
 
     #[test]

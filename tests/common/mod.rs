@@ -38,26 +38,20 @@ fn free_port() -> u16 {
 
 /// Fails (never skips) when there is no engine, naming the command that sets one up.
 pub fn require_docker() {
-    let ok = Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    let quietly = |args: &[&str]| {
+        Command::new("docker")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     assert!(
-        ok,
+        quietly(&["info"]),
         "no Docker engine answers: run `sudo scripts/test-env.sh` (it installs and starts one, and builds the test images)"
     );
-    let image = Command::new("docker")
-        .args(["image", "inspect", TEST_IMAGE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
     assert!(
-        image,
+        quietly(&["image", "inspect", TEST_IMAGE]),
         "test image {TEST_IMAGE} missing: run `sudo scripts/test-env.sh`"
     );
 }
