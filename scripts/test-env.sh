@@ -2,9 +2,11 @@
 # Prepare this machine for rexec's integration tests. Idempotent: safe to run
 # any number of times, on a fresh Debian 12 machine or on one already set up.
 #
-#   - installs docker.io, docker-registry, busybox-static, tmux, ca-certificates, curl
+#   - installs docker.io, docker-registry, busybox-static, tmux, ca-certificates, curl,
+#     debootstrap, shellcheck
 #   - starts a Docker engine (dockerd --bridge=none --iptables=false) unless one answers
 #   - builds the test image rexec-test/busybox:latest from Debian's busybox-static
+#   - builds rexec-test/debian:bookworm with debootstrap (bash, tmux, zsh, git, python, poetry)
 #   - starts a local registry (no auth) on 127.0.0.1:5000 unless one answers
 #   - pushes the test image there as 127.0.0.1:5000/rexec/busybox:latest
 #
@@ -27,7 +29,7 @@ REGISTRY_ADDR=127.0.0.1:5000
 REGISTRY_URL=http://$REGISTRY_ADDR
 TEST_IMAGE=rexec-test/busybox:latest
 REGISTRY_IMAGE=$REGISTRY_ADDR/rexec/busybox:latest
-PACKAGES=(docker.io docker-registry busybox-static tmux ca-certificates curl debootstrap)
+PACKAGES=(docker.io docker-registry busybox-static tmux ca-certificates curl debootstrap shellcheck)
 # `--engine-only`: just a running Docker engine (scripts/run.sh uses it).
 ENGINE_ONLY=0
 if [[ ${1:-} == --engine-only ]]; then
@@ -256,22 +258,34 @@ fi
 log "image $TEST_IMAGE works (sh -c 'echo ok')"
 
 # ------------------------------------------------------- realistic image --
-# A Debian rootfs (debootstrap, from Debian's package mirror) with bash and tmux: for tests
-# that need a real distribution (tmux sessions, later the roles).
+# A Debian rootfs (debootstrap, from Debian's package mirror) with bash, tmux and the tools
+# the role tests expect to find already installed (python with pip and poetry, zsh and its
+# plugins, git). Nothing else: tools that need downloads must fail cleanly in tests.
+# DEBIAN_VERSION changes whenever the package list does, so an old image is rebuilt.
 DEBIAN_IMAGE=rexec-test/debian:bookworm
-if docker image inspect "$DEBIAN_IMAGE" >/dev/null 2>&1; then
-    log "image $DEBIAN_IMAGE already present"
+DEBIAN_VERSION=2
+# python3-cffi-backend: debootstrap does not resolve the virtual package python3-cryptography
+# depends on.
+DEBIAN_INCLUDE=tmux,procps,zsh,zsh-autosuggestions,zsh-syntax-highlighting,git,python3,python3-pip,python3-venv,python3-poetry,python3-cffi-backend
+debian_version() { docker image inspect -f '{{ index .Config.Labels "rexec.test.version" }}' "$DEBIAN_IMAGE" 2>/dev/null || true; }
+if [[ $(debian_version) == "$DEBIAN_VERSION" ]]; then
+    log "image $DEBIAN_IMAGE (version $DEBIAN_VERSION) already present"
 else
-    log "building $DEBIAN_IMAGE with debootstrap (about 30 s)"
+    log "building $DEBIAN_IMAGE with debootstrap (about 60 s)"
     rootfs=$(mktemp -d)
-    debootstrap --variant=minbase --include=tmux,procps bookworm "$rootfs" http://deb.debian.org/debian >/var/log/rexec-debootstrap.log 2>&1 ||
-        { tail -n 20 /var/log/rexec-debootstrap.log >&2; rm -rf "$rootfs"; die "debootstrap failed"; }
-    tar -C "$rootfs" -c . | docker import --change 'LABEL rexec.test.image=debian' - "$DEBIAN_IMAGE" >/dev/null
+    TMP_DIRS+=("$rootfs")
+    debootstrap --variant=minbase --include="$DEBIAN_INCLUDE" bookworm "$rootfs" http://deb.debian.org/debian >/var/log/rexec-debootstrap.log 2>&1 ||
+        { tail -n 20 /var/log/rexec-debootstrap.log >&2; die "debootstrap failed"; }
+    broken=$(chroot "$rootfs" dpkg --audit 2>&1 || true)
+    [[ -z $broken ]] || die "debootstrap left packages unconfigured: $broken"
+    tar -C "$rootfs" -c . | docker import \
+        --change 'LABEL rexec.test.image=debian' --change "LABEL rexec.test.version=$DEBIAN_VERSION" \
+        - "$DEBIAN_IMAGE" >/dev/null
     rm -rf "$rootfs"
 fi
-out=$(docker run --rm --network none "$DEBIAN_IMAGE" sh -c 'command -v tmux >/dev/null && command -v bash >/dev/null && echo ok' 2>&1 || true)
-[[ $out == ok ]] || die "$DEBIAN_IMAGE lacks tmux or bash: $out"
-log "image $DEBIAN_IMAGE works (bash, tmux)"
+out=$(docker run --rm --network none "$DEBIAN_IMAGE" sh -c 'for c in bash tmux zsh git python3 poetry; do command -v $c >/dev/null || exit 1; done; python3 -m pip --version >/dev/null && echo ok' 2>&1 || true)
+[[ $out == ok ]] || die "$DEBIAN_IMAGE lacks one of bash, tmux, zsh, git, python3, pip, poetry: $out"
+log "image $DEBIAN_IMAGE works (bash, tmux, zsh, git, python3, pip, poetry)"
 
 # ---------------------------------------------------------------- registry --
 registry_status() { # HTTP status of /v2/, 000 if nothing answers
