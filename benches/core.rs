@@ -1,7 +1,8 @@
-//! Issue 2's benchmarks, each against Docker itself in the same run on the same machine:
+//! The container API's benchmarks, each against Docker itself in the same run on the same machine:
 //!
 //! 1. `POST /api/containers` to the `ready` event (barebone, local image) vs `docker run -d`;
-//! 2. the 202 latency itself (p50/p99);
+//! 2. the 202 latency itself (p50/p99), and what set-up adds to (1): no role (probe and
+//!    startup files) and the python role with every shell option on the debootstrap image;
 //! 3. `GET /api/containers/:id` throughput over the Unix socket vs dockerd's own
 //!    `GET /containers/{id}/json` over its socket, with the same client.
 //!
@@ -17,10 +18,11 @@ use std::time::{Duration, Instant};
 
 use common::events::Events;
 use common::{create_req, Daemon};
-use rexec::api::{EventBody, Stage};
+use rexec::api::{self, EventBody, Stage};
 use rexec::client::Client;
 
 const CREATE_RUNS: usize = 30;
+const SETUP_RUNS: usize = 5;
 const GET_CONCURRENCY: usize = 8;
 const GET_REQUESTS: usize = 20_000;
 
@@ -64,9 +66,25 @@ fn docker_run_once(label: &str) -> Duration {
     took
 }
 
-async fn rexec_create_once(c: &Client, ev: &mut Events, i: usize) -> (Duration, Duration) {
+fn barebone(i: usize) -> api::CreateContainerRequest {
     let mut req = create_req("alpine", Some(&format!("bench-{i}")));
     req.role = Some("barebone".into());
+    req
+}
+
+/// The python role with every shell option, on the debootstrap image whose tools are present.
+fn python_all(i: usize) -> api::CreateContainerRequest {
+    let mut req = common::custom_req("rexec-test/debian:bookworm", Some(&format!("py-{i}")));
+    req.role = Some("python".into());
+    req.shell = Some(common::every_shell_option());
+    req
+}
+
+async fn rexec_create_once(
+    c: &Client,
+    ev: &mut Events,
+    req: api::CreateContainerRequest,
+) -> (Duration, Duration) {
     let t = Instant::now();
     let made = c.create_container(&req).await.unwrap();
     let accepted = t.elapsed();
@@ -131,7 +149,7 @@ async fn main() {
     let (mut docker_runs, mut ready, mut accepted) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..CREATE_RUNS {
         docker_runs.push(ms(docker_run_once(&d.label)));
-        let (a, r) = rexec_create_once(&uc, &mut ev, i).await;
+        let (a, r) = rexec_create_once(&uc, &mut ev, barebone(i)).await;
         accepted.push(ms(a));
         ready.push(ms(r));
     }
@@ -139,6 +157,16 @@ async fn main() {
     let ready_p50 = percentile(&mut ready, 0.5);
     let accepted_p50 = percentile(&mut accepted, 0.5);
     let accepted_p99 = percentile(&mut accepted, 0.99);
+
+    // What set-up costs: no role (probe and startup files), and a full python environment.
+    let (mut plain, mut python) = (Vec::new(), Vec::new());
+    for i in 0..SETUP_RUNS {
+        let req = create_req("alpine", Some(&format!("plain-{i}")));
+        plain.push(ms(rexec_create_once(&uc, &mut ev, req).await.1));
+        python.push(ms(rexec_create_once(&uc, &mut ev, python_all(i)).await.1));
+    }
+    let plain_p50 = percentile(&mut plain, 0.5);
+    let python_p50 = percentile(&mut python, 0.5);
 
     // 3. GET throughput, same client code, both over Unix sockets.
     let root = d.client();
@@ -170,6 +198,14 @@ async fn main() {
     println!(
         "| POST to `ready`, barebone, local image (median of {CREATE_RUNS}) | {ready_p50:.1} ms | `docker run -d` {docker_p50:.1} ms | {:.2}x | <= 1.25x |",
         ready_p50 / docker_p50
+    );
+    println!(
+        "| POST to `ready`, no role (probe + startup files), busybox (median of {SETUP_RUNS}) | {plain_p50:.1} ms | `docker run -d` {docker_p50:.1} ms | {:.2}x | |",
+        plain_p50 / docker_p50
+    );
+    println!(
+        "| POST to `ready`, python role + every shell option, debootstrap image, tools present (median of {SETUP_RUNS}) | {python_p50:.1} ms | `docker run -d` {docker_p50:.1} ms | {:.2}x | |",
+        python_p50 / docker_p50
     );
     println!("| 202 latency p50 / p99 ({CREATE_RUNS} creates) | {accepted_p50:.2} / {accepted_p99:.2} ms | | | p99 < 20 ms |");
     println!(

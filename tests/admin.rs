@@ -284,7 +284,7 @@ async fn images_and_roles_are_listed() {
         names,
         ["node", "python", "go", "rust", "devops", "barebone"]
     );
-    assert_eq!(roles.roles[0].tools, ["nvm", "npm", "yarn"]);
+    assert_eq!(roles.roles[0].tools, ["npm", "yarn", "nvm"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

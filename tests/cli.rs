@@ -190,11 +190,18 @@ impl Tmux {
     }
 
     async fn wait_for(&self, needle: &str) -> String {
-        common::eventually(20, needle, || async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
             let s = self.screen();
-            s.contains(needle).then_some(s)
-        })
-        .await
+            if s.contains(needle) {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {needle:?}; the screen:\n{s}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -236,7 +243,8 @@ async fn rexecctl_shell_in_tmux_as_a_person_would() {
         "30",
         &cmd,
     ]);
-    tmux.wait_for("/home/user #").await;
+    // The prompt set-up wrote for ash.
+    tmux.wait_for("root@box:/home/user#").await;
     // Type a command, see its output.
     tmux.run(&["send-keys", "-t", "t", "echo hello-$((6*7))", "Enter"]);
     tmux.wait_for("hello-42").await;
@@ -262,4 +270,65 @@ async fn rexecctl_shell_in_tmux_as_a_person_would() {
         flags.contains(&"icanon") && flags.contains(&"echo"),
         "raw mode restored: {modes}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_with_shell_options_and_the_setup_command() {
+    let d = Daemon::start();
+    d.ready().await;
+    ctl(&d, &["user", "create", "ann", "--tier", "free"]);
+    let (_, token, _) = ctl(&d, &["token", "create", "--user", "ann"]);
+    let token = token.trim().to_string();
+    let as_ann = |args: &[&str]| {
+        let mut all = vec!["--token", token.as_str()];
+        all.extend_from_slice(args);
+        ctl(&d, &all)
+    };
+    // The busybox image has no package manager: git for the aliases cannot be installed.
+    let (code, out, err) = as_ann(&[
+        "create",
+        "--image",
+        "alpine",
+        "--name",
+        "dev",
+        "--shell",
+        "system_stats,git_aliases",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Configuring system_stats: system-stats"),
+        "{out}"
+    );
+    assert!(out.contains("some set-up steps failed"), "{out}");
+    let (code, out, _) = as_ann(&["setup", "dev"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("set-up: failed, package manager none, login shell ash"),
+        "{out}"
+    );
+    assert!(out.contains("succeeded  system_stats"), "{out}");
+    assert!(
+        out.contains("failed     git_aliases        git-aliases              this image has no supported package manager"),
+        "{out}"
+    );
+    // A re-run is followed to its end; a failed step makes it exit 4.
+    let (code, out, _) = as_ann(&["setup", "dev", "--run", "--log"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("set-up of dev started"), "{out}");
+    assert_eq!(out.matches("==> set-up started").count(), 2, "{out}");
+    let (code, out, _) = as_ann(&["setup", "dev", "--output", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["state"], "failed");
+    let (code, out, _) = as_ann(&["get", "dev"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("setup:       failed (git_aliases (git-aliases):"),
+        "{out}"
+    );
+    // A bad option is a usage error.
+    let (code, _, err) = as_ann(&["create", "--shell", "rainbow"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = as_ann(&["setup", "nope"]);
+    assert_eq!((code, err.trim()), (1, "rexecctl: container not found"));
 }

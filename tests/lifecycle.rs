@@ -80,7 +80,12 @@ async fn create_reports_progress_and_builds_the_documented_container() {
             _ => None,
         })
         .collect();
-    let stages: Vec<Stage> = progress.iter().map(|p| p.stage).collect();
+    let mut stages: Vec<Stage> = progress.iter().map(|p| p.stage).collect();
+    // `configuring` is announced once, then once per set-up step (node on busybox: the probe,
+    // the startup files and three tools, which fail without a package manager).
+    let steps = stages.iter().filter(|s| **s == Stage::Configuring).count();
+    assert_eq!(steps, 1 + 5, "{progress:#?}");
+    stages.dedup();
     assert_eq!(
         stages,
         vec![
@@ -93,10 +98,9 @@ async fn create_reports_progress_and_builds_the_documented_container() {
         "a local image needs no pull"
     );
     assert!(progress.windows(2).all(|w| w[0].progress <= w[1].progress));
-    assert_eq!(
-        progress.iter().map(|p| p.progress).collect::<Vec<_>>(),
-        vec![10, 50, 70, 85, 100]
-    );
+    let mut percents: Vec<u8> = progress.iter().map(|p| p.progress).collect();
+    percents.dedup();
+    assert_eq!(percents, vec![10, 50, 70, 85, 100]);
     let ready = progress.last().unwrap();
     assert!(ready.complete);
     let short = ready

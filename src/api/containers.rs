@@ -190,6 +190,64 @@ pub struct Container {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<Setup>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SetupState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+/// One step of role and shell set-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupStep {
+    /// The role or shell option it is for: `probe`, `shell`, `node`, `use_tmux`, ...
+    pub name: String,
+    pub tool: String,
+    pub state: SetupState,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `already present`, `installed`, or why the step was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The container's `setup` field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Setup {
+    pub state: SetupState,
+    pub steps: Vec<SetupStep>,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// The first failure: `step (tool): why`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The image's package-manager family (`apt`, `apk`, `pacman`, `none`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// The shell terminals start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_shell: Option<String>,
+}
+
+/// `GET /api/containers/:id/shell/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShellStatus {
+    #[serde(flatten)]
+    pub setup: Setup,
+    /// The last 64 KiB of set-up output.
+    pub log_tail: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -20,6 +20,8 @@ pub struct ErrorBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supported_roles: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supported_themes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,

@@ -31,7 +31,7 @@ pub mod exit {
     name = "rexecctl",
     version,
     about = "Control rexecd: disposable Linux development containers",
-    after_help = "Examples:\n  rexecctl user create ann --tier free\n  rexecctl token create --user ann\n  rexecctl create --image ubuntu:24.04 --name dev\n  rexecctl ls\n  rexecctl stop dev && rexecctl start dev\n  rexecctl shell dev\n  rexecctl exec dev -- uname -a\n  rexecctl cp notes.txt dev:projects/\n  rexecctl cp dev:projects/notes.txt .\n  rexecctl rm dev\n\nExit codes: 0 ok, 1 the daemon refused (error printed), 2 usage, 3 daemon unreachable, 4 creation failed; exec passes the command's own code through (124: timed out)."
+    after_help = "Examples:\n  rexecctl user create ann --tier free\n  rexecctl token create --user ann\n  rexecctl create --image ubuntu:24.04 --name dev --role node --shell enhanced,git_aliases,use_tmux\n  rexecctl setup dev --log\n  rexecctl ls\n  rexecctl stop dev && rexecctl start dev\n  rexecctl shell dev\n  rexecctl exec dev -- uname -a\n  rexecctl cp notes.txt dev:projects/\n  rexecctl cp dev:projects/notes.txt .\n  rexecctl rm dev\n\nExit codes: 0 ok, 1 the daemon refused (error printed), 2 usage, 3 daemon unreachable, 4 creation failed; exec passes the command's own code through (124: timed out)."
 )]
 pub struct Cli {
     /// rexecd's Unix socket (default: /run/rexec/rexecd.sock as root, else $XDG_RUNTIME_DIR/rexec/rexecd.sock).
@@ -94,6 +94,16 @@ pub enum Command {
     /// A container PATH ending in `/` is a directory (the file keeps its name); relative
     /// paths start at /home/user.
     Cp { src: String, dst: String },
+    /// Role and shell set-up: show what was set up (steps, errors), or run it again.
+    Setup {
+        id: String,
+        /// Run set-up again and follow it; exits 4 if a step fails.
+        #[arg(long)]
+        run: bool,
+        /// Print the last 64 KiB of set-up output too.
+        #[arg(long)]
+        log: bool,
+    },
     /// Manage users (admin).
     #[command(subcommand)]
     User(UserCommand),
@@ -112,8 +122,16 @@ pub struct CreateArgs {
     /// Docker reference for --image custom.
     #[arg(long)]
     pub custom_image: Option<String>,
+    /// Development role: node, python, go, rust, devops, barebone (`rexecctl` lists them with
+    /// `GET /api/roles`; see docs/roles.md).
     #[arg(long)]
     pub role: Option<String>,
+    /// Shell options, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub shell: Vec<ShellOption>,
+    /// Zsh prompt theme with `--shell enhanced`: rexec, minimal, powerlevel10k.
+    #[arg(long)]
+    pub theme: Option<String>,
     #[arg(long)]
     pub memory_mb: Option<u64>,
     /// Millicores (1000 = one CPU).
@@ -124,6 +142,35 @@ pub struct CreateArgs {
     /// Return once the creation is accepted.
     #[arg(long)]
     pub detach: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum ShellOption {
+    Enhanced,
+    Autosuggestions,
+    SyntaxHighlight,
+    HistorySearch,
+    GitAliases,
+    SystemStats,
+    UseTmux,
+}
+
+fn shell_options(opts: &[ShellOption], theme: Option<String>) -> Option<api::ShellOptions> {
+    if opts.is_empty() && theme.is_none() {
+        return None;
+    }
+    let on = |o: ShellOption| opts.contains(&o).then_some(true);
+    Some(api::ShellOptions {
+        enhanced: on(ShellOption::Enhanced),
+        theme,
+        autosuggestions: on(ShellOption::Autosuggestions),
+        syntax_highlight: on(ShellOption::SyntaxHighlight),
+        history_search: on(ShellOption::HistorySearch),
+        git_aliases: on(ShellOption::GitAliases),
+        system_stats: on(ShellOption::SystemStats),
+        use_tmux: on(ShellOption::UseTmux),
+    })
 }
 
 #[derive(Subcommand)]
@@ -259,6 +306,7 @@ pub async fn run(cli: Cli) -> Result<i32, ClientError> {
                 .unwrap_or(255));
         }
         Command::Cp { src, dst } => return cp(&client, &src, &dst).await,
+        Command::Setup { id, run, log } => return setup(&client, &id, run, log, json).await,
         Command::Shell { id, session } => return super::shell::run(&client, &id, &session).await,
         Command::User(UserCommand::Create { name, tier }) => {
             let u = client.create_user(&name, &tier).await?;
@@ -397,6 +445,105 @@ fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// `rexecctl setup`: the status, or a re-run followed through the events socket.
+async fn setup(
+    client: &Client,
+    id: &str,
+    run: bool,
+    log: bool,
+    json: bool,
+) -> Result<i32, ClientError> {
+    let setup = match run {
+        false => client.shell_status(id).await?.setup,
+        true => {
+            let c = client.get_container(id).await?;
+            let mut events = client.events(None).await?;
+            let begun = client.shell_setup(id).await?;
+            if !json && begun.state == api::SetupState::Running {
+                println!("set-up of {} started", c.name);
+            }
+            let mut last = begun;
+            while last.state == api::SetupState::Running {
+                let Some(msg) = events.next().await else {
+                    return Err(ClientError::Protocol("the events stream ended".into()));
+                };
+                let Ok(Message::Text(text)) = msg else {
+                    continue;
+                };
+                if let Ok(api::Event {
+                    body: api::EventBody::ContainerUpdated(u),
+                    ..
+                }) = serde_json::from_str::<api::Event>(&text)
+                {
+                    if let Some(s) = u.setup.filter(|_| u.db_id == c.db_id) {
+                        last = s;
+                    }
+                }
+            }
+            last
+        }
+    };
+    let status = if log {
+        Some(client.shell_status(id).await?)
+    } else {
+        None
+    };
+    if json {
+        match status {
+            Some(s) => print_json(&s),
+            None => print_json(&setup),
+        }
+    } else {
+        print_setup(&setup);
+        if let Some(s) = status {
+            println!("--- set-up output (last 64 KiB) ---");
+            print!("{}", s.log_tail);
+        }
+    }
+    Ok(if run && setup.state == api::SetupState::Failed {
+        exit::FAILED
+    } else {
+        exit::OK
+    })
+}
+
+fn setup_state(s: api::SetupState) -> &'static str {
+    match s {
+        api::SetupState::Pending => "pending",
+        api::SetupState::Running => "running",
+        api::SetupState::Succeeded => "succeeded",
+        api::SetupState::Failed => "failed",
+        api::SetupState::Skipped => "skipped",
+    }
+}
+
+fn print_setup(s: &api::Setup) {
+    let mut head = format!("set-up: {}", setup_state(s.state));
+    if let Some(f) = &s.family {
+        head.push_str(&format!(", package manager {f}"));
+    }
+    if let Some(sh) = &s.login_shell {
+        head.push_str(&format!(", login shell {sh}"));
+    }
+    println!("{head}");
+    for st in &s.steps {
+        let note = st
+            .error
+            .as_deref()
+            .or(st.detail.as_deref())
+            .unwrap_or_default();
+        println!(
+            "  {:<10} {:<18} {:<24} {note}",
+            setup_state(st.state),
+            st.name,
+            st.tool
+        );
+    }
+    if let Some(e) = &s.error {
+        println!("error: {e}");
+    }
+}
+
 fn print_container(c: &api::Container) {
     println!("name:        {}", c.name);
     println!("id:          {}", c.id);
@@ -421,6 +568,13 @@ fn print_container(c: &api::Container) {
     if let Some(e) = &c.expires_at {
         println!("expires_at:  {e}");
     }
+    if let Some(s) = &c.setup {
+        let mut line = setup_state(s.state).to_string();
+        if let Some(e) = &s.error {
+            line.push_str(&format!(" ({e})"));
+        }
+        println!("setup:       {line}");
+    }
     if let Some(e) = &c.error {
         println!("error:       {e}");
     }
@@ -432,6 +586,7 @@ async fn create(client: &Client, args: CreateArgs, json: bool) -> Result<i32, Cl
         name: args.name,
         custom_image: args.custom_image,
         role: args.role,
+        shell: shell_options(&args.shell, args.theme),
         memory_mb: args.memory_mb,
         cpu_shares: args.cpu_shares,
         disk_mb: args.disk_mb,

@@ -372,6 +372,18 @@ impl Client {
         self.container_action(Method::DELETE, id, "").await
     }
 
+    /// Role and shell set-up: what was set up, when, and the last 64 KiB of its output.
+    pub async fn shell_status(&self, id: &str) -> Result<api::ShellStatus> {
+        self.container_action(Method::GET, id, "/shell/status")
+            .await
+    }
+
+    /// Runs set-up again in the background; the answer is its state as it begins.
+    pub async fn shell_setup(&self, id: &str) -> Result<api::Setup> {
+        self.container_action(Method::POST, id, "/shell/setup")
+            .await
+    }
+
     pub async fn update_settings(
         &self,
         id: &str,

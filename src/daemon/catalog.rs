@@ -1,4 +1,5 @@
-//! What can be asked for: the image catalog, the development roles and the tier table.
+//! What can be asked for: the image catalog, the development roles (`setup::catalog`) and
+//! the tier table.
 //! Built once from the config; read-only afterwards.
 
 use std::collections::BTreeMap;
@@ -7,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::config::Config;
+use super::setup::SetupCatalog;
 use crate::api;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -187,53 +189,24 @@ const ALIASES: [(&str, &str); 4] = [
     ("archlinux", "archlinux:latest"),
 ];
 
-pub struct Role {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub tools: &'static [&'static str],
-}
-
-/// The development roles. What each installs is issue 4's catalog; `barebone` skips set-up.
-pub const ROLES: [Role; 6] = [
-    Role {
-        name: "node",
-        description: "Node.js development",
-        tools: &["nvm", "npm", "yarn"],
-    },
-    Role {
-        name: "python",
-        description: "Python development",
-        tools: &["pyenv", "pip", "poetry"],
-    },
-    Role {
-        name: "go",
-        description: "Go development tools",
-        tools: &["go"],
-    },
-    Role {
-        name: "rust",
-        description: "Rust toolchain",
-        tools: &["rustup", "cargo"],
-    },
-    Role {
-        name: "devops",
-        description: "Docker, kubectl, terraform, ansible",
-        tools: &["docker", "kubectl", "terraform", "ansible"],
-    },
-    Role {
-        name: "barebone",
-        description: "Minimal setup, fastest startup",
-        tools: &[],
-    },
-];
-
 pub struct Catalog {
     images: Vec<CatalogImage>,
     tiers: BTreeMap<Tier, TierLimits>,
+    /// Roles, tools and shell options.
+    pub setup: SetupCatalog,
 }
 
 impl Catalog {
-    pub fn from_config(config: &Config) -> Self {
+    /// The catalog the config describes; fails on a roles file that cannot be read or is
+    /// not a valid catalog.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let setup = match &config.setup.roles_file {
+            None => SetupCatalog::builtin(),
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| SetupCatalog::parse(&text))
+                .map_err(|e| format!("roles file {}: {e}", path.display()))?,
+        };
         let mut images: Vec<CatalogImage> = BUILTIN_IMAGES
             .iter()
             .map(|(name, description)| CatalogImage {
@@ -273,7 +246,11 @@ impl Catalog {
                 (t, limits)
             })
             .collect();
-        Self { images, tiers }
+        Ok(Self {
+            images,
+            tiers,
+            setup,
+        })
     }
 
     /// Looks an image key up, aliases included.
@@ -302,12 +279,8 @@ impl Catalog {
         &self.tiers[&tier]
     }
 
-    pub fn role(name: &str) -> Option<&'static Role> {
-        ROLES.iter().find(|r| r.name == name)
-    }
-
-    pub fn role_names() -> Vec<String> {
-        ROLES.iter().map(|r| r.name.to_string()).collect()
+    pub fn has_role(&self, name: &str) -> bool {
+        self.setup.role(name).is_some()
     }
 }
 
@@ -352,7 +325,7 @@ mod tests {
                 min_tier: None,
             },
         );
-        let c = Catalog::from_config(&config);
+        let c = Catalog::from_config(&config).unwrap();
         let i = c.image("alpine").unwrap();
         assert_eq!(i.name, "alpine:latest");
         assert_eq!(i.docker, "local/busybox");

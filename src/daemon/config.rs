@@ -43,6 +43,7 @@ pub struct Config {
     pub images: BTreeMap<String, ImageConfig>,
     pub tiers: BTreeMap<Tier, TierOverride>,
     pub terminal: TerminalConfig,
+    pub setup: SetupConfig,
     pub events: EventsConfig,
     pub reaper: ReaperConfig,
     pub limits: LimitsConfig,
@@ -105,6 +106,15 @@ pub struct ImageConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct TerminalConfig {
     pub reconnect_grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SetupConfig {
+    /// A roles catalog replacing the built-in one (same format as `src/daemon/setup/roles.toml`).
+    pub roles_file: Option<PathBuf>,
+    /// Time budget of one set-up step; past it the step is killed and marked failed.
+    pub step_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,6 +245,15 @@ impl Default for TerminalConfig {
     fn default() -> Self {
         Self {
             reconnect_grace_seconds: 300,
+        }
+    }
+}
+
+impl Default for SetupConfig {
+    fn default() -> Self {
+        Self {
+            roles_file: None,
+            step_timeout_seconds: 600,
         }
     }
 }

@@ -13,6 +13,8 @@ pub enum Error {
     UnsupportedImage { supported: Vec<String> },
     #[error("unsupported role")]
     UnsupportedRole { supported: Vec<String> },
+    #[error("unsupported theme")]
+    UnsupportedTheme { supported: Vec<String> },
     #[error("unauthorized")]
     Unauthorized,
     /// Authenticated, but the token's scopes or the user's rights do not allow this.

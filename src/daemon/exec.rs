@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
 use super::auth::User;
-use super::engine::{Engine, ExecChunk, ExecSpec};
+use super::engine::{Engine, EngineError, ExecChunk, ExecSpec};
 use super::error::{Error, Result};
 use super::registry::{self, Registry};
 use super::spec::HOME;
@@ -110,66 +110,95 @@ impl Exec {
                 .unwrap_or_else(|| HOME.into()),
             tty: false,
         };
-        let mut session = self.engine.exec_start(&docker_id, &spec).await?;
-        // Stdin is written beside the reading, so that a command that answers as it reads
-        // cannot deadlock against us.
         let stdin = req.stdin.unwrap_or_default().into_bytes();
-        let mut input = session.input;
-        let writer = tokio::spawn(async move {
-            if !stdin.is_empty() {
-                let _ = input.write_all(&stdin).await;
-            }
-            let _ = input.shutdown().await;
-        });
         let (mut out, mut err) = (Capped::default(), Capped::default());
-        let collect = async {
-            while let Some(chunk) = session.output.next().await {
-                match chunk {
-                    Ok(ExecChunk::Stdout(b)) => out.push(&b),
-                    Ok(ExecChunk::Stderr(b)) => err.push(&b),
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(())
-        };
-        let timed_out = match tokio::time::timeout(Duration::from_secs(timeout), collect).await {
-            Ok(r) => {
-                r?;
-                false
-            }
-            Err(_) => true,
-        };
-        writer.abort();
-        if timed_out {
-            if let Some(pid) = self.engine.exec_inspect(&session.id).await?.pid {
-                kill_tree(pid as i32);
-            }
-        }
-        let exit_code = self.exit_code(&session.id).await?;
+        let done = collect(
+            self.engine.as_ref(),
+            &docker_id,
+            &spec,
+            stdin,
+            Duration::from_secs(timeout),
+            |chunk| match chunk {
+                ExecChunk::Stdout(b) => out.push(&b),
+                ExecChunk::Stderr(b) => err.push(&b),
+            },
+        )
+        .await?;
         Ok(api::ExecResponse {
-            exit_code,
+            exit_code: done.exit_code,
             stdout: out.text(),
             stderr: err.text(),
-            timed_out,
+            timed_out: done.timed_out,
             stdout_truncated: out.truncated,
             stderr_truncated: err.truncated,
         })
     }
+}
 
-    /// Docker marks an exec finished shortly after its output ends.
-    async fn exit_code(&self, exec_id: &str) -> Result<i64> {
-        let deadline = tokio::time::Instant::now() + DRAIN;
-        loop {
-            let state = self.engine.exec_inspect(exec_id).await?;
-            if !state.running {
-                return Ok(state.exit_code.unwrap_or(-1));
-            }
-            if tokio::time::Instant::now() > deadline {
-                warn!(exec_id, "exec still running after its output ended");
-                return Ok(-1);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+/// How a collected command ended.
+pub struct Finished {
+    pub exit_code: i64,
+    pub timed_out: bool,
+}
+
+/// Runs a command to its end (or `timeout`, then kills its process tree), feeding `stdin`
+/// and handing every output chunk to `sink`.
+pub async fn collect(
+    engine: &dyn Engine,
+    docker_id: &str,
+    spec: &ExecSpec,
+    stdin: Vec<u8>,
+    timeout: Duration,
+    mut sink: impl FnMut(ExecChunk),
+) -> Result<Finished> {
+    let mut session = engine.exec_start(docker_id, spec).await?;
+    // Stdin is written beside the reading, so that a command that answers as it reads
+    // cannot deadlock against us.
+    let mut input = session.input;
+    let writer = tokio::spawn(async move {
+        if !stdin.is_empty() {
+            let _ = input.write_all(&stdin).await;
         }
+        let _ = input.shutdown().await;
+    });
+    let read = async {
+        while let Some(chunk) = session.output.next().await {
+            sink(chunk?);
+        }
+        Ok::<(), EngineError>(())
+    };
+    let timed_out = match tokio::time::timeout(timeout, read).await {
+        Ok(r) => {
+            r?;
+            false
+        }
+        Err(_) => true,
+    };
+    writer.abort();
+    if timed_out {
+        if let Some(pid) = engine.exec_inspect(&session.id).await?.pid {
+            kill_tree(pid as i32);
+        }
+    }
+    Ok(Finished {
+        exit_code: exit_code(engine, &session.id).await?,
+        timed_out,
+    })
+}
+
+/// Docker marks an exec finished shortly after its output ends.
+async fn exit_code(engine: &dyn Engine, exec_id: &str) -> Result<i64> {
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    loop {
+        let state = engine.exec_inspect(exec_id).await?;
+        if !state.running {
+            return Ok(state.exit_code.unwrap_or(-1));
+        }
+        if tokio::time::Instant::now() > deadline {
+            warn!(exec_id, "exec still running after its output ended");
+            return Ok(-1);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

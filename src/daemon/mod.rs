@@ -11,11 +11,13 @@ pub mod error;
 mod events;
 pub mod exec;
 pub mod files;
+mod jobs;
 mod names;
 mod provision;
 mod reconcile;
 mod registry;
 mod server;
+pub mod setup;
 mod spec;
 pub mod store;
 pub mod terminal;
@@ -36,6 +38,7 @@ use self::config::Config;
 use self::containers::Containers;
 use self::engine::{Availability, DockerEngine, Engine};
 use self::events::EventHub;
+use self::jobs::Jobs;
 use self::provision::Provisioner;
 use self::registry::Registry;
 use self::spec::SpecBuilder;
@@ -65,6 +68,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("{0}")]
     Domain(#[from] error::Error),
+    #[error("{0}")]
+    Catalog(String),
     #[error("engine client: {0}")]
     Engine(#[from] engine::EngineError),
     #[error("socket {path}: {source}")]
@@ -84,6 +89,7 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub containers: Arc<Containers>,
     pub exec: Arc<exec::Exec>,
+    pub setup: Arc<setup::Setup>,
     pub files: files::Files,
     pub terminals: Arc<terminal::Terminals>,
     pub hub: Arc<EventHub>,
@@ -163,19 +169,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         Box::new(SystemAccounts::new(config.auth.admin_group.clone())),
         config.auth.local_tier,
     )?);
-    let catalog = Arc::new(Catalog::from_config(&config));
+    let catalog = Arc::new(Catalog::from_config(&config).map_err(StartError::Catalog)?);
     let engine: Arc<dyn Engine> = Arc::new(DockerEngine::new(&config.docker.socket)?);
     let availability = Arc::new(Availability::default());
     let spec = Arc::new(SpecBuilder::new(config.docker.clone(), instance));
     let tracker = TaskTracker::new();
+    let setup = Arc::new(setup::Setup::new(
+        registry.clone(),
+        engine.clone(),
+        store.clone(),
+        catalog.clone(),
+        Duration::from_secs(config.setup.step_timeout_seconds.max(1)),
+        Jobs::new(tracker.clone(), shutdown.clone()),
+    ));
     let provisioner = Arc::new(Provisioner::new(
         registry.clone(),
         engine.clone(),
         availability.clone(),
         spec.clone(),
+        setup.clone(),
         config.server.max_concurrent_creations,
-        tracker.clone(),
-        shutdown.clone(),
+        Jobs::new(tracker.clone(), shutdown.clone()),
     ));
     let containers = Arc::new(Containers::new(
         registry.clone(),
@@ -183,6 +197,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         availability.clone(),
         catalog,
         provisioner.clone(),
+        setup.clone(),
         spec.clone(),
     ));
     let exec = Arc::new(exec::Exec::new(registry.clone(), engine.clone()));
@@ -197,6 +212,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             shutdown.clone(),
         ),
         exec: exec.clone(),
+        setup,
         files: files::Files::new(
             registry.clone(),
             engine.clone(),

@@ -2,18 +2,18 @@
 //! configuring → ready, or error. One task per creation, bounded by a semaphore, each
 //! cancellable (delete during creation) and owned by a task tracker (shutdown).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{info, info_span, warn};
 
 use super::engine::{address_on, Availability, Engine, EngineError, PullProgress};
+use super::jobs::Jobs;
 use super::registry::{Emit, Registry};
+use super::setup::Setup;
 use super::spec::SpecBuilder;
-use super::store::{RecordStage, RecordStatus};
+use super::store::{RecordStage, RecordStatus, SetupState};
 
 /// Progress percentages of the contract.
 const PULL_START: u8 = 15;
@@ -43,20 +43,14 @@ fn failed(message: &str, e: EngineError) -> Stop {
     }
 }
 
-struct Job {
-    cancel: CancellationToken,
-    done: watch::Receiver<bool>,
-}
-
 pub struct Provisioner {
     registry: Arc<Registry>,
     engine: Arc<dyn Engine>,
     availability: Arc<Availability>,
     spec: Arc<SpecBuilder>,
+    setup: Arc<Setup>,
     permits: Arc<Semaphore>,
-    jobs: Mutex<HashMap<String, Job>>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
+    jobs: Jobs,
 }
 
 impl Provisioner {
@@ -65,60 +59,37 @@ impl Provisioner {
         engine: Arc<dyn Engine>,
         availability: Arc<Availability>,
         spec: Arc<SpecBuilder>,
+        setup: Arc<Setup>,
         concurrency: usize,
-        tracker: TaskTracker,
-        shutdown: CancellationToken,
+        jobs: Jobs,
     ) -> Self {
         Self {
             registry,
             engine,
             availability,
             spec,
+            setup,
             permits: Arc::new(Semaphore::new(concurrency)),
-            jobs: Mutex::new(HashMap::new()),
-            tracker,
-            shutdown,
+            jobs,
         }
     }
 
     pub fn spawn(self: &Arc<Self>, db_id: String) {
-        let cancel = self.shutdown.child_token();
-        let (done_tx, done_rx) = watch::channel(false);
-        self.jobs.lock().unwrap().insert(
-            db_id.clone(),
-            Job {
-                cancel: cancel.clone(),
-                done: done_rx,
-            },
-        );
         let this = self.clone();
         let span = info_span!("provision", container_id = %db_id);
-        self.tracker.spawn(
-            async move {
-                this.run(&db_id, &cancel).await;
-                this.jobs.lock().unwrap().remove(&db_id);
-                let _ = done_tx.send(true);
-            }
-            .instrument(span),
-        );
+        let id = db_id.clone();
+        self.jobs.try_spawn(&db_id, span, move |cancel| async move {
+            this.run(&id, &cancel).await;
+        });
     }
 
     pub fn is_running(&self, db_id: &str) -> bool {
-        self.jobs.lock().unwrap().contains_key(db_id)
+        self.jobs.is_running(db_id)
     }
 
     /// Cancels a running creation and waits until its task has let go of the container.
     pub async fn cancel(&self, db_id: &str) {
-        let job = self
-            .jobs
-            .lock()
-            .unwrap()
-            .get(db_id)
-            .map(|j| (j.cancel.clone(), j.done.clone()));
-        if let Some((cancel, mut done)) = job {
-            cancel.cancel();
-            let _ = done.wait_for(|d| *d).await;
-        }
+        self.jobs.cancel(db_id).await;
     }
 
     async fn run(&self, db_id: &str, cancel: &CancellationToken) {
@@ -235,8 +206,7 @@ impl Provisioner {
             false,
         )
         .await?;
-        // Role and shell set-up runs here; the roles' scripts are not part of this build, so
-        // configuring ends at once.
+        self.setup.run_in_creation(db_id, &id, cancel).await;
 
         self.registry
             .update(db_id, true, |r, _| {
@@ -244,8 +214,12 @@ impl Provisioner {
                 r.stage = Some(RecordStage::Ready);
                 r.progress = 100;
                 r.ip_address = ip;
+                let message = match r.setup.as_ref().filter(|s| s.state == SetupState::Failed) {
+                    Some(_) => "Container is ready; some set-up steps failed (see setup)",
+                    None => "Container is ready",
+                };
                 Ok(Some(Emit::Progress {
-                    message: "Container is ready".into(),
+                    message: message.into(),
                     complete: true,
                 }))
             })

@@ -347,5 +347,6 @@ pub fn view(rec: &ContainerRecord, now_ms: i64) -> api::Container {
             .clone()
             .filter(|_| rec.status == RecordStatus::Error),
         labels: rec.labels.clone(),
+        setup: rec.setup.as_ref().map(super::setup::view),
     }
 }

@@ -25,7 +25,7 @@ use super::error::{Error, Result};
 use super::exec::kill_tree;
 use super::registry::{self, Registry};
 use super::spec::HOME;
-use super::store::RecordStatus;
+use super::store::{ContainerRecord, RecordStatus};
 
 /// Output kept for a reconnecting viewer.
 pub const REPLAY_BYTES: usize = 64 * 1024;
@@ -34,15 +34,34 @@ const VIEWER_QUEUE: usize = 32;
 /// How long a terminal waits for a container that is still being created.
 const START_WAIT: Duration = Duration::from_secs(120);
 
-/// Picks the best shell the image has; sizes the TTY before the shell starts (API 1.41 has
-/// no console size at exec start). Values come in through the environment, never spliced in.
+/// Starts the first shell of `REXEC_SHELLS` the image has (set-up's login shell first), in
+/// tmux's `main` session when asked; sizes the TTY before the shell starts (API 1.41 has no
+/// console size at exec start). Values come in through the environment, never spliced in.
 const SHELL_SCRIPT: &str = r#"stty cols "$REXEC_COLS" rows "$REXEC_ROWS" 2>/dev/null
 unset REXEC_COLS REXEC_ROWS
 cd "$HOME" 2>/dev/null || cd /
+for s in $REXEC_SHELLS; do
+    if p=$(command -v "$s" 2>/dev/null); then SHELL=$p; export SHELL; break; fi
+done
+unset REXEC_SHELLS
 if [ "$REXEC_TMUX" = 1 ] && command -v tmux >/dev/null 2>&1; then unset REXEC_TMUX; exec tmux new-session -A -s main; fi
 unset REXEC_TMUX
-for s in zsh bash ash sh; do if command -v "$s" >/dev/null 2>&1; then exec "$s" -l; fi; done
+if [ -n "${SHELL:-}" ]; then exec "$SHELL" -l; fi
 exec /bin/sh"#;
+
+/// Shells in order of preference: the one set-up chose, then zsh when the enhanced shell was
+/// asked for, then the usual ones.
+fn shell_order(rec: &ContainerRecord) -> String {
+    let chosen = rec.setup.as_ref().and_then(|s| s.login_shell.as_deref());
+    let zsh = (rec.shell.enhanced == Some(true)).then_some("zsh");
+    let mut order: Vec<&str> = chosen.into_iter().chain(zsh).collect();
+    for s in ["bash", "zsh", "ash", "sh"] {
+        if !order.contains(&s) {
+            order.push(s);
+        }
+    }
+    order.join(" ")
+}
 
 pub enum Out {
     Data(Bytes),
@@ -291,10 +310,11 @@ impl Terminals {
         docker_id: &str,
         (cols, rows): (u16, u16),
     ) -> Result<Arc<Session>> {
-        let tmux = self
+        let rec = self
             .registry
             .get(&key.1)
-            .is_some_and(|r| r.shell.use_tmux == Some(true));
+            .ok_or(Error::NotFound("container"))?;
+        let tmux = rec.shell.use_tmux == Some(true);
         let spec = ExecSpec {
             cmd: vec!["/bin/sh".into(), "-c".into(), SHELL_SCRIPT.into()],
             env: vec![
@@ -303,6 +323,7 @@ impl Terminals {
                 format!("REXEC_COLS={cols}"),
                 format!("REXEC_ROWS={rows}"),
                 format!("REXEC_TMUX={}", u8::from(tmux)),
+                format!("REXEC_SHELLS={}", shell_order(&rec)),
             ],
             workdir: HOME.into(),
             tty: true,

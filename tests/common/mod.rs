@@ -7,6 +7,7 @@
 pub mod docker;
 pub mod events;
 pub mod net;
+pub mod term;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -332,7 +333,7 @@ pub async fn wait_running(c: &Client, id: &str) -> api::Container {
     .await
 }
 
-/// A daemon where user `ann` (free tier) has a running container `box`.
+/// A daemon where user `ann` (free tier) has a running `barebone` container `box`.
 pub struct WithBox {
     pub d: Daemon,
     /// ann's client (TCP, her token).
@@ -346,10 +347,10 @@ pub async fn with_box(extra: &str) -> WithBox {
     d.ready().await;
     let (user, c) = d.user("ann", "free").await;
     let token = d.token_for(&user.id, None).await;
-    let made = c
-        .create_container(&create_req("alpine", Some("box")))
-        .await
-        .unwrap();
+    // barebone: a home directory with nothing in it, and the fastest path.
+    let mut req = create_req("alpine", Some("box"));
+    req.role = Some("barebone".into());
+    let made = c.create_container(&req).await.unwrap();
     let running = wait_running(&c, &made.db_id).await;
     WithBox {
         d,
@@ -385,5 +386,19 @@ pub fn create_req(image: &str, name: Option<&str>) -> api::CreateContainerReques
         image: image.into(),
         name: name.map(str::to_string),
         ..Default::default()
+    }
+}
+
+/// Every shell option on, with the default theme.
+pub fn every_shell_option() -> api::ShellOptions {
+    api::ShellOptions {
+        enhanced: Some(true),
+        theme: None,
+        autosuggestions: Some(true),
+        syntax_highlight: Some(true),
+        history_search: Some(true),
+        git_aliases: Some(true),
+        system_stats: Some(true),
+        use_tmux: Some(true),
     }
 }

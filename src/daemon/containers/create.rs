@@ -9,7 +9,7 @@ use tracing::info;
 use super::Containers;
 use crate::api;
 use crate::daemon::auth::User;
-use crate::daemon::catalog::{Catalog, CUSTOM_IMAGE};
+use crate::daemon::catalog::CUSTOM_IMAGE;
 use crate::daemon::clock;
 use crate::daemon::error::{Error, Result};
 use crate::daemon::names;
@@ -132,6 +132,11 @@ impl Containers {
             created_at_ms: now,
             last_used_at_ms: now,
             expires_at_ms: limits.session_seconds.map(|s| now + (s as i64) * 1000),
+            setup: None,
+        };
+        let record = ContainerRecord {
+            setup: Some(self.setup.plan(&record)),
+            ..record
         };
         let tier = user.tier;
         let requested_name = valid.name;
@@ -216,12 +221,24 @@ impl Containers {
         if name.is_some_and(|n| !names::valid_container_name(n)) {
             return Err(invalid_name());
         }
-        // 5. A known role, if any.
+        // 5. A known role, if any, and a known theme.
         let role = raw.role.as_deref().map(str::trim).filter(|r| !r.is_empty());
-        if role.is_some_and(|r| Catalog::role(r).is_none()) {
+        if role.is_some_and(|r| !self.catalog.has_role(r)) {
             return Err(Error::UnsupportedRole {
-                supported: Catalog::role_names(),
+                supported: self.catalog.setup.role_names(),
             });
+        }
+        let mut shell = shell_record(raw.shell);
+        shell.theme = shell
+            .theme
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        if let Some(theme) = &shell.theme {
+            if self.catalog.setup.theme_tool(Some(theme)).is_none() {
+                return Err(Error::UnsupportedTheme {
+                    supported: self.catalog.setup.theme_names(),
+                });
+            }
         }
         // 6. Resources are positive integers; the tier clamps them.
         let memory = positive("memory_mb", raw.memory_mb)?;
@@ -242,7 +259,7 @@ impl Containers {
             docker_image,
             name: name.map(str::to_string),
             role: role.map(str::to_string),
-            shell: shell_record(raw.shell),
+            shell,
             resources: self.catalog.limits(user.tier).resources(memory, cpu, disk),
             environment,
             labels: raw.labels.unwrap_or_default(),

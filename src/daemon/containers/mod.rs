@@ -18,8 +18,9 @@ use super::error::{Error, Result};
 use super::names;
 use super::provision::Provisioner;
 use super::registry::{self, Emit, OpGuard, Registry};
+use super::setup::Setup;
 use super::spec::SpecBuilder;
-use super::store::{ContainerRecord, RecordStatus};
+use super::store::{ContainerRecord, RecordStatus, SetupState};
 use crate::api;
 
 pub struct Containers {
@@ -28,6 +29,7 @@ pub struct Containers {
     availability: Arc<Availability>,
     catalog: Arc<Catalog>,
     provisioner: Arc<Provisioner>,
+    setup: Arc<Setup>,
     spec: Arc<SpecBuilder>,
 }
 
@@ -38,6 +40,7 @@ impl Containers {
         availability: Arc<Availability>,
         catalog: Arc<Catalog>,
         provisioner: Arc<Provisioner>,
+        setup: Arc<Setup>,
         spec: Arc<SpecBuilder>,
     ) -> Self {
         Self {
@@ -46,6 +49,7 @@ impl Containers {
             availability,
             catalog,
             provisioner,
+            setup,
             spec,
         }
     }
@@ -57,10 +61,13 @@ impl Containers {
     }
 
     /// One of the user's containers that is not being created (start, stop and settings
-    /// wait for nothing: a creation answers 409 at once).
+    /// wait for nothing: a creation, set-up included, answers 409 at once).
     fn find_settled(&self, user: &User, key: &str) -> Result<ContainerRecord> {
         let rec = self.find(user, key)?;
-        if rec.status == RecordStatus::Creating {
+        if matches!(
+            rec.status,
+            RecordStatus::Creating | RecordStatus::Configuring
+        ) {
             return Err(Error::BeingCreated);
         }
         Ok(rec)
@@ -164,6 +171,17 @@ impl Containers {
             .await?
             .ok_or(Error::NotFound("container"))?;
         info!(container_id = %rec.db_id, %old_id, new_id = %id, "container recreated");
+        // The new root filesystem has none of the packages set-up installed: set up again
+        // (the home volume still has its configuration, so present tools are only checked).
+        if rec
+            .setup
+            .as_ref()
+            .is_some_and(|s| s.state != SetupState::Skipped)
+        {
+            if let Err(e) = self.setup.spawn(&rec.db_id, &id).await {
+                warn!(container_id = %rec.db_id, error = %e, "could not set the recreated container up again");
+            }
+        }
         Ok(api::LifecycleResponse {
             message: "container recreated and started".into(),
             id: registry::public_id(&rec),
@@ -177,6 +195,7 @@ impl Containers {
 
     pub async fn stop(&self, user: &User, key: &str) -> Result<api::LifecycleResponse> {
         let rec = self.find_settled(user, key)?;
+        self.setup.cancel(&rec.db_id).await;
         let (_op, rec) = self.lock(&rec.db_id).await?;
         if let Some(id) = &rec.docker_id {
             match self
@@ -233,6 +252,7 @@ impl Containers {
         reason: api::DeleteReason,
     ) -> Result<api::DeleteResponse> {
         self.provisioner.cancel(&rec.db_id).await;
+        self.setup.cancel(&rec.db_id).await;
         let (_op, rec) = self.lock(&rec.db_id).await?;
         if let Some(id) = &rec.docker_id {
             self.engine.remove_container(id).await?;
@@ -364,17 +384,8 @@ impl Containers {
         api::ImageList { images }
     }
 
-    pub fn roles() -> api::RoleList {
-        api::RoleList {
-            roles: super::catalog::ROLES
-                .iter()
-                .map(|r| api::RoleInfo {
-                    name: r.name.into(),
-                    description: r.description.into(),
-                    tools: r.tools.iter().map(|t| t.to_string()).collect(),
-                })
-                .collect(),
-        }
+    pub fn roles(&self) -> api::RoleList {
+        self.catalog.setup.role_list()
     }
 }
 

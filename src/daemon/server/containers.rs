@@ -6,7 +6,6 @@ use hyper::{Request, StatusCode};
 use super::http::{body_bytes, json, ok, read_json, HttpResult};
 use super::Ctx;
 use crate::api;
-use crate::daemon::containers::Containers;
 
 fn query_flag(req: &Request<Incoming>, key: &str) -> bool {
     super::query(req.uri(), key).is_some_and(|v| v == "true" || v == "1")
@@ -80,6 +79,19 @@ pub async fn exec(ctx: &Ctx, id: &str, req: Request<Incoming>) -> HttpResult {
     ok(&ctx.state.exec.run(&p.user, id, body).await?)
 }
 
+pub async fn shell_status(ctx: &Ctx, id: &str) -> HttpResult {
+    let p = ctx.principal()?;
+    p.require_read()?;
+    ok(&ctx.state.setup.status(&p.user, id).await?)
+}
+
+pub async fn shell_setup(ctx: &Ctx, id: &str) -> HttpResult {
+    let p = ctx.principal()?;
+    p.require_write()?;
+    let setup = ctx.state.setup.rerun(&p.user, id).await?;
+    Ok(json(StatusCode::ACCEPTED, &setup))
+}
+
 pub fn images(ctx: &Ctx) -> HttpResult {
     ctx.principal()?.require_read()?;
     ok(&ctx.state.containers.images())
@@ -87,5 +99,5 @@ pub fn images(ctx: &Ctx) -> HttpResult {
 
 pub fn roles(ctx: &Ctx) -> HttpResult {
     ctx.principal()?.require_read()?;
-    ok(&Containers::roles())
+    ok(&ctx.state.containers.roles())
 }

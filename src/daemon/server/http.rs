@@ -128,6 +128,13 @@ pub fn error_response(e: &HttpError, request_id: &str) -> (StatusCode, ErrorBody
                 ..body("unsupported role", "unsupported_role")
             },
         ),
+        Error::UnsupportedTheme { supported } => (
+            S::BAD_REQUEST,
+            ErrorBody {
+                supported_themes: Some(supported.clone()),
+                ..body("unsupported theme", "unsupported_theme")
+            },
+        ),
         Error::Unauthorized => (S::UNAUTHORIZED, body("unauthorized", "unauthorized")),
         Error::Forbidden(m) => (S::FORBIDDEN, body(m.clone(), "forbidden")),
         Error::TierRequired(t) => (

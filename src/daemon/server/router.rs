@@ -17,6 +17,8 @@ pub enum Route<'a> {
     Stop(&'a str),
     Settings(&'a str),
     Exec(&'a str),
+    ShellStatus(&'a str),
+    ShellSetup(&'a str),
     /// `/api/files/:id` (documented) and `/api/containers/:id/files` (the original's).
     Files(&'a str),
     FileList(&'a str),
@@ -50,6 +52,8 @@ impl<'a> Route<'a> {
             ["api", "containers", id, "stop"] => Route::Stop(id),
             ["api", "containers", id, "settings"] => Route::Settings(id),
             ["api", "containers", id, "exec"] => Route::Exec(id),
+            ["api", "containers", id, "shell", "status"] => Route::ShellStatus(id),
+            ["api", "containers", id, "shell", "setup"] => Route::ShellSetup(id),
             ["api", "files", id] | ["api", "containers", id, "files"] => Route::Files(id),
             ["api", "files", id, "list"] | ["api", "containers", id, "files", "list"] => {
                 Route::FileList(id)
@@ -96,6 +100,8 @@ pub async fn dispatch(ctx: Ctx, route: Route<'_>, req: Request<Incoming>) -> Htt
         (R::Stop(id), M::POST) => containers::stop(&ctx, id).await,
         (R::Settings(id), M::PATCH) => containers::settings(&ctx, id, req).await,
         (R::Exec(id), M::POST) => containers::exec(&ctx, id, req).await,
+        (R::ShellStatus(id), M::GET) => containers::shell_status(&ctx, id).await,
+        (R::ShellSetup(id), M::POST) => containers::shell_setup(&ctx, id).await,
         (R::Files(id), M::GET) => files::download(&ctx, id, &req).await,
         (R::Files(id), M::POST) => files::upload(&ctx, id, req).await,
         (R::Files(id), M::DELETE) => files::delete(&ctx, id, &req).await,

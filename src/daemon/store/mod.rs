@@ -20,6 +20,8 @@ const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// The last 64 KiB of each container's set-up output, raw bytes.
+const SETUP_LOGS: TableDefinition<&str, &[u8]> = TableDefinition::new("setup_logs");
 
 /// The version written into every envelope. Bump it when a record changes incompatibly and
 /// teach [`decode`] the old one.
@@ -114,6 +116,7 @@ impl Store {
         txn.open_table(TOKENS)?;
         txn.open_table(EVENTS)?;
         txn.open_table(META)?;
+        txn.open_table(SETUP_LOGS)?;
         txn.commit()?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -236,6 +239,7 @@ impl Store {
             }
             if let Some(id) = change.delete {
                 containers.remove(id)?;
+                txn.open_table(SETUP_LOGS)?.remove(id)?;
             }
         }
         if let (Some(ev), Some(bytes)) = (change.event, &event) {
@@ -249,6 +253,27 @@ impl Store {
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// Replaces a container's set-up log.
+    pub fn put_setup_log(&self, db_id: &str, log: &[u8], durable: bool) -> Result<()> {
+        let mut txn = self.db.begin_write()?;
+        if !durable {
+            txn.set_durability(Durability::None);
+        }
+        // Not for a container deleted meanwhile: its log went with it.
+        if txn.open_table(CONTAINERS)?.get(db_id)?.is_some() {
+            txn.open_table(SETUP_LOGS)?.insert(db_id, log)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn setup_log(&self, db_id: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(SETUP_LOGS)?;
+        let log = t.get(db_id)?.map(|v| v.value().to_vec());
+        Ok(log)
     }
 
     /// The highest event sequence number ever stored (0 if none).
@@ -312,6 +337,7 @@ mod tests {
             created_at_ms: 1,
             last_used_at_ms: 1,
             expires_at_ms: None,
+            setup: None,
         }
     }
 
@@ -393,5 +419,43 @@ mod tests {
         drop(store);
         let store = Store::open(&dir.path().join("t.redb")).unwrap();
         assert_eq!(store.containers().unwrap(), vec![rec]);
+    }
+
+    #[test]
+    fn setup_logs_live_and_die_with_their_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        // No record, no log: a container deleted during its set-up leaves nothing behind.
+        store.put_setup_log("ghost", b"x", true).unwrap();
+        assert_eq!(store.setup_log("ghost").unwrap(), None);
+        let rec = sample("a");
+        let put = |r: &ContainerRecord, delete: Option<&str>| {
+            store
+                .commit_container(ContainerChange {
+                    put: delete.is_none().then_some(r),
+                    delete,
+                    durable: true,
+                    retain_events: 10,
+                    ..Default::default()
+                })
+                .unwrap()
+        };
+        put(&rec, None);
+        store.put_setup_log("a", b"==> probe\n", false).unwrap();
+        drop(store);
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        assert_eq!(
+            store.setup_log("a").unwrap().as_deref(),
+            Some(&b"==> probe\n"[..])
+        );
+        store
+            .commit_container(ContainerChange {
+                delete: Some("a"),
+                durable: true,
+                retain_events: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(store.setup_log("a").unwrap(), None);
     }
 }

@@ -86,6 +86,56 @@ pub struct ContainerRecord {
     pub last_used_at_ms: i64,
     #[serde(default)]
     pub expires_at_ms: Option<i64>,
+    /// Role and shell set-up; `None` on records older than set-up.
+    #[serde(default)]
+    pub setup: Option<SetupRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SetupState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupStepRecord {
+    /// The role or shell option the step is for (`probe`, `shell`, `node`, `use_tmux`, ...).
+    pub name: String,
+    pub tool: String,
+    pub state: SetupState,
+    #[serde(default)]
+    pub started_at_ms: Option<i64>,
+    #[serde(default)]
+    pub finished_at_ms: Option<i64>,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// `already present`, `installed`, or why it was skipped.
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupRecord {
+    pub state: SetupState,
+    #[serde(default)]
+    pub steps: Vec<SetupStepRecord>,
+    #[serde(default)]
+    pub started_at_ms: Option<i64>,
+    #[serde(default)]
+    pub finished_at_ms: Option<i64>,
+    pub updated_at_ms: i64,
+    /// The first failure, `step (tool): why`.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// What the probe found: package-manager family and the login shell chosen.
+    #[serde(default)]
+    pub family: Option<String>,
+    #[serde(default)]
+    pub login_shell: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
