@@ -174,6 +174,23 @@ async fn present_tools_are_configured_offline_on_debian() {
     t.send("echo MARK=$MARK\r").await;
     t.expect("MARK=kept").await;
 
+    // Non-interactive login shells get the tools' environment too.
+    let path = sh(&c, "py", "bash -l -c 'echo $PATH'; zsh -l -c 'echo $PATH'").await;
+    assert_eq!(
+        path.stdout.matches("/home/user/.local/bin").count(),
+        2,
+        "{path:?}"
+    );
+
+    // The user's own startup files: a last line without a newline, a .bashrc that sources
+    // .profile (which would loop if .profile sourced .bashrc), a symlinked .zshrc.
+    sh(
+        &c,
+        "py",
+        "echo '. ~/.profile' >> ~/.bashrc; printf 'alias ll=\"ls -l\"' >> ~/.bashrc; \
+         mkdir ~/dotfiles && mv ~/.zshrc ~/dotfiles/zshrc && ln -s dotfiles/zshrc ~/.zshrc",
+    )
+    .await;
     // Running it again is idempotent: the same steps, everything already there.
     let again = c.shell_setup("py").await.unwrap();
     assert_eq!(again.state, SetupState::Running);
@@ -194,6 +211,21 @@ async fn present_tools_are_configured_offline_on_debian() {
         "/home/user/.profile:1\n/home/user/.bashrc:1\n/home/user/.zshrc:1",
         "one rexec block per file after two runs"
     );
+    let bash = sh(
+        &c,
+        "py",
+        "bash -i -l -c 'alias ll; alias gco' 2>&1 </dev/null",
+    )
+    .await;
+    assert_eq!(bash.exit_code, 0, "{bash:?}");
+    assert!(bash.stdout.contains("alias ll='ls -l'"), "{bash:?}");
+    assert_eq!(
+        bash.stdout.matches("rexec container py").count(),
+        1,
+        "{bash:?}"
+    );
+    let link = sh(&c, "py", "[ -L ~/.zshrc ] && echo still-a-link").await;
+    assert_eq!(link.stdout, "still-a-link\n");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::auth::User;
@@ -118,6 +119,7 @@ impl Exec {
             &spec,
             stdin,
             Duration::from_secs(timeout),
+            &CancellationToken::new(),
             |chunk| match chunk {
                 ExecChunk::Stdout(b) => out.push(&b),
                 ExecChunk::Stderr(b) => err.push(&b),
@@ -141,14 +143,15 @@ pub struct Finished {
     pub timed_out: bool,
 }
 
-/// Runs a command to its end (or `timeout`, then kills its process tree), feeding `stdin`
-/// and handing every output chunk to `sink`.
+/// Runs a command to its end (or `timeout`, or `cancel`: then kills its process tree),
+/// feeding `stdin` and handing every output chunk to `sink`.
 pub async fn collect(
     engine: &dyn Engine,
     docker_id: &str,
     spec: &ExecSpec,
     stdin: Vec<u8>,
     timeout: Duration,
+    cancel: &CancellationToken,
     mut sink: impl FnMut(ExecChunk),
 ) -> Result<Finished> {
     let mut session = engine.exec_start(docker_id, spec).await?;
@@ -167,15 +170,19 @@ pub async fn collect(
         }
         Ok::<(), EngineError>(())
     };
-    let timed_out = match tokio::time::timeout(timeout, read).await {
-        Ok(r) => {
-            r?;
-            false
-        }
-        Err(_) => true,
+    let stopped = tokio::select! {
+        r = tokio::time::timeout(timeout, read) => match r {
+            Ok(r) => {
+                r?;
+                None
+            }
+            Err(_) => Some(true),
+        },
+        _ = cancel.cancelled() => Some(false),
     };
     writer.abort();
-    if timed_out {
+    let timed_out = stopped == Some(true);
+    if stopped.is_some() {
         if let Some(pid) = engine.exec_inspect(&session.id).await?.pid {
             kill_tree(pid as i32);
         }

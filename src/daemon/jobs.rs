@@ -16,6 +16,20 @@ struct Job {
     done: watch::Receiver<bool>,
 }
 
+/// Takes a job out of the map when its task ends, also by a panic.
+struct Done {
+    jobs: Arc<Mutex<HashMap<String, Job>>>,
+    key: String,
+    done: watch::Sender<bool>,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.jobs.lock().unwrap().remove(&self.key);
+        let _ = self.done.send(true);
+    }
+}
+
 #[derive(Clone)]
 pub struct Jobs {
     jobs: Arc<Mutex<HashMap<String, Job>>>,
@@ -55,13 +69,15 @@ impl Jobs {
             );
         }
         let fut = work(cancel);
-        let jobs = self.jobs.clone();
-        let key = key.to_string();
+        let done = Done {
+            jobs: self.jobs.clone(),
+            key: key.to_string(),
+            done: done_tx,
+        };
         self.tracker.spawn(
             async move {
+                let _done = done;
                 fut.await;
-                jobs.lock().unwrap().remove(&key);
-                let _ = done_tx.send(true);
             }
             .instrument(span),
         );
@@ -84,5 +100,46 @@ impl Jobs {
             cancel.cancel();
             let _ = done.wait_for(|d| *d).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jobs() -> Jobs {
+        Jobs::new(TaskTracker::new(), CancellationToken::new())
+    }
+
+    #[tokio::test]
+    async fn one_job_per_key_and_cancel_waits_for_it() {
+        let j = jobs();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        assert!(j.try_spawn("a", Span::none(), |cancel| async move {
+            cancel.cancelled().await;
+            let _ = tx.send(());
+        }));
+        assert!(j.is_running("a"));
+        assert!(!j.try_spawn("a", Span::none(), |_| async {}));
+        j.cancel("a").await;
+        assert!(!j.is_running("a"));
+        rx.await
+            .expect("the job saw its cancellation before cancel returned");
+        assert!(j.try_spawn("a", Span::none(), |_| async {}));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_does_not_hold_its_key() {
+        let j = jobs();
+        assert!(j.try_spawn("p", Span::none(), |_| async { panic!("boom") }));
+        for _ in 0..100 {
+            if !j.is_running("p") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(!j.is_running("p"));
+        j.cancel("p").await; // returns at once
+        assert!(j.try_spawn("p", Span::none(), |_| async {}));
     }
 }

@@ -301,6 +301,9 @@ impl Provisioner {
                 r.stage = Some(RecordStage::Error);
                 r.error = Some(message);
                 r.docker_id = None;
+                if let Some(s) = r.setup.as_mut() {
+                    super::setup::abandon(s, "the container could not be created");
+                }
                 Ok(Some(Emit::Progress {
                     message: "Container creation failed".into(),
                     complete: true,

@@ -10,24 +10,25 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::clock;
 use super::engine::{address_on, Availability, Engine, EngineEvent, EngineEventKind, EngineInfo};
 use super::error::Result;
 use super::provision::Provisioner;
 use super::registry::{Emit, Registry};
+use super::setup;
 use super::spec::{EngineFacts, SpecBuilder};
-use super::store::{RecordStage, RecordStatus, SetupRecord, SetupState};
+use super::store::{RecordStage, RecordStatus, SetupState};
 
 pub const INTERRUPTED: &str = "creation interrupted by a daemon restart";
-const SETUP_INTERRUPTED: &str = "set-up interrupted by a daemon restart";
+const SETUP_INTERRUPTED: &str =
+    "set-up interrupted by a daemon restart; POST /api/containers/:id/shell/setup runs it again";
 
 /// Longest wait between two attempts to reach Docker.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Before serving: a record still `creating` was being built by a daemon that is gone; it
 /// ends in `error`. One that got as far as `configuring` has a container: it is usable, so it
-/// becomes `running` (Docker's state corrects that if need be) with its set-up marked failed,
-/// as is a set-up run that was going on in a running container.
+/// becomes `running` (Docker's state corrects that if need be). Any set-up still pending or
+/// running, whatever the container's status, is marked as interrupted.
 pub async fn fail_interrupted(registry: &Registry) -> Result<usize> {
     let mut n = 0;
     for rec in registry.list(None) {
@@ -40,8 +41,7 @@ pub async fn fail_interrupted(registry: &Registry) -> Result<usize> {
             .setup
             .as_ref()
             .is_some_and(|s| matches!(s.state, SetupState::Running | SetupState::Pending));
-        let interrupted_setup = setup_running && rec.status == RecordStatus::Running;
-        if !creating && !interrupted_setup {
+        if !creating && !setup_running {
             continue;
         }
         registry
@@ -50,13 +50,13 @@ pub async fn fail_interrupted(registry: &Registry) -> Result<usize> {
                     r.status = RecordStatus::Error;
                     r.stage = Some(RecordStage::Error);
                     r.error = Some(INTERRUPTED.into());
-                } else {
+                } else if creating {
                     r.status = RecordStatus::Running;
                     r.stage = Some(RecordStage::Ready);
                     r.progress = 100;
                 }
-                if let Some(s) = r.setup.as_mut().filter(|_| r.status != RecordStatus::Error) {
-                    interrupt_setup(s);
+                if let Some(s) = r.setup.as_mut() {
+                    setup::abandon(s, SETUP_INTERRUPTED);
                 }
                 Ok(Some(Emit::Updated))
             })
@@ -64,33 +64,6 @@ pub async fn fail_interrupted(registry: &Registry) -> Result<usize> {
         n += 1;
     }
     Ok(n)
-}
-
-fn interrupt_setup(s: &mut SetupRecord) {
-    let now = clock::now_ms();
-    if !matches!(s.state, SetupState::Running | SetupState::Pending) {
-        return;
-    }
-    for step in &mut s.steps {
-        match step.state {
-            SetupState::Running => {
-                step.state = SetupState::Failed;
-                step.error = Some(SETUP_INTERRUPTED.into());
-                step.finished_at_ms = Some(now);
-            }
-            SetupState::Pending => {
-                step.state = SetupState::Skipped;
-                step.detail = Some("not run: set-up was interrupted".into());
-            }
-            _ => {}
-        }
-    }
-    s.state = SetupState::Failed;
-    s.error = Some(format!(
-        "{SETUP_INTERRUPTED}; POST /api/containers/:id/shell/setup runs it again"
-    ));
-    s.finished_at_ms = Some(now);
-    s.updated_at_ms = now;
 }
 
 pub struct Monitor {

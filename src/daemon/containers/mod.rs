@@ -144,6 +144,8 @@ impl Containers {
 
     /// Docker lost the container: build it again from the record, on the same volume.
     async fn recreate(&self, rec: ContainerRecord) -> Result<api::LifecycleResponse> {
+        // A run against the lost container would keep the new one from being set up.
+        self.setup.cancel(&rec.db_id).await;
         let old_id = registry::public_id(&rec);
         let spec = self.spec.spec(&rec);
         let volume_kept = self.engine.volume_exists(&rec.volume).await?;

@@ -43,22 +43,31 @@ apt_lists_present() {
 pkg_install() {
     case "${REXEC_FAMILY:-none}" in
     apt)
+        # A step killed by its time budget may have left dpkg half-way.
+        dpkg --configure -a >/dev/null 2>&1
         if ! apt_lists_present; then
             say "apt-get update"
-            apt-get update -q ||
+            apt-get update -q -o APT::Update::Error-Mode=any ||
                 fail "apt-get update failed: the package lists could not be fetched (is the network reachable?)"
         fi
         say "apt-get install $*"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" ||
-            fail "apt-get install $* failed (is the network reachable?)"
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"; then
+            # The image's package lists may be stale: fetch them and try once more.
+            say "apt-get update, then install again"
+            apt-get update -q -o APT::Update::Error-Mode=any ||
+                fail "apt-get install $* failed, and so did apt-get update (is the network reachable?)"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" ||
+                fail "apt-get install $* failed (is the network reachable?)"
+        fi
         ;;
     apk)
         say "apk add $*"
         apk add --no-cache "$@" || fail "apk add $* failed (is the network reachable?)"
         ;;
     pacman)
-        say "pacman -S $*"
-        pacman -Sy --noconfirm --needed "$@" || fail "pacman -S $* failed (is the network reachable?)"
+        # -Syu, never -Sy alone: Arch does not support partial upgrades.
+        say "pacman -Syu $*"
+        pacman -Syu --noconfirm --needed "$@" || fail "pacman -Syu $* failed (is the network reachable?)"
         ;;
     *) fail "this image has no supported package manager (apt, apk or pacman) to install $*" ;;
     esac
@@ -80,14 +89,18 @@ fetch() {
 
 # rc_block FILE: puts stdin in FILE between rexec's markers, replacing an earlier block and
 # keeping everything else in the file as it was.
+# Written in place (a symlinked dotfile stays a symlink); a last line without a newline gets one.
 rc_block() {
     {
-        if [ -f "$1" ]; then sed '/^# >>> rexec >>>$/,/^# <<< rexec <<<$/d' "$1"; fi
+        if [ -f "$1" ]; then
+            sed '/^# >>> rexec >>>$/,/^# <<< rexec <<<$/d' "$1"
+            if [ -s "$1" ] && [ -n "$(tail -c 1 "$1")" ]; then echo; fi
+        fi
         echo '# >>> rexec >>>'
         cat
         echo '# <<< rexec <<<'
-    } >"$1.rexec-new" || fail "cannot write $1"
-    mv "$1.rexec-new" "$1" || fail "cannot write $1"
+    } >"$REXEC_TMP/rc-block" || fail "cannot write $1"
+    cat "$REXEC_TMP/rc-block" >"$1" || fail "cannot write $1"
 }
 
 REXEC_DIR="$HOME/.rexec"

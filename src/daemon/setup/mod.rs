@@ -393,13 +393,14 @@ impl Setup {
             if self.save(db_id, &plan, emit).await.is_none() {
                 break; // deleted
             }
-            let (end, output) = tokio::select! {
-                r = self.step(&rec, docker_id, probe.as_ref(), &tool, &log) => r,
-                _ = cancel.cancelled() => {
-                    interrupted = true;
-                    (StepEnd::Failed(INTERRUPTED.into()), String::new())
-                }
-            };
+            // On cancel the step's processes are killed and it ends at once.
+            let (mut end, output) = self
+                .step(&rec, docker_id, probe.as_ref(), &tool, &log, cancel)
+                .await;
+            if cancel.is_cancelled() {
+                interrupted = true;
+                end = StepEnd::Failed(INTERRUPTED.into());
+            }
             let step = &mut plan.steps[i];
             step.finished_at_ms = Some(clock::now_ms());
             match end {
@@ -517,6 +518,7 @@ impl Setup {
         probe: Option<&Probe>,
         tool_name: &str,
         log: &Mutex<LogTail>,
+        cancel: &CancellationToken,
     ) -> (StepEnd, String) {
         let (interpreter, script, family) = match probe {
             None => ("sh", script::PROBE.to_string(), Family::None),
@@ -554,6 +556,7 @@ impl Setup {
             &spec,
             Vec::new(),
             self.step_timeout,
+            cancel,
             |chunk| {
                 let (ExecChunk::Stdout(b) | ExecChunk::Stderr(b)) = chunk;
                 own.push(&b);
@@ -625,6 +628,33 @@ fn take_probe(plan: &mut SetupRecord, output: &str) -> Option<Probe> {
         }
     }
     probe
+}
+
+/// Ends a run that will not go on (a restart, a failed creation): the running step failed,
+/// the pending ones skipped, the run failed with `why`. A finished run is left as it is.
+pub fn abandon(s: &mut SetupRecord, why: &str) {
+    if !matches!(s.state, SetupState::Running | SetupState::Pending) {
+        return;
+    }
+    let now = clock::now_ms();
+    for step in &mut s.steps {
+        match step.state {
+            SetupState::Running => {
+                step.state = SetupState::Failed;
+                step.error = Some(why.into());
+                step.finished_at_ms = Some(now);
+            }
+            SetupState::Pending => {
+                step.state = SetupState::Skipped;
+                step.detail = Some(format!("not run: {why}"));
+            }
+            _ => {}
+        }
+    }
+    s.state = SetupState::Failed;
+    s.error = Some(why.into());
+    s.finished_at_ms = Some(now);
+    s.updated_at_ms = now;
 }
 
 /// The wire form of a set-up record.
