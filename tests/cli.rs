@@ -332,3 +332,117 @@ async fn create_with_shell_options_and_the_setup_command() {
     let (code, _, err) = as_ann(&["setup", "nope"]);
     assert_eq!((code, err.trim()), (1, "rexecctl: container not found"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catalog_status_admin_and_token_commands_with_their_errors() {
+    let d = Daemon::start();
+    d.ready().await;
+    // Read commands, text and JSON.
+    let (code, out, _) = ctl(&d, &["images"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("ubuntu:24.04") && out.contains("custom"),
+        "{out}"
+    );
+    let (code, out, _) = ctl(&d, &["roles", "-o", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["roles"][0]["name"], "node");
+    let (code, out, _) = ctl(&d, &["roles"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("barebone") && out.contains("npm, yarn, nvm"),
+        "{out}"
+    );
+    let (code, out, _) = ctl(&d, &["status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("status: ok") && out.contains("docker: ok (API 1."),
+        "{out}"
+    );
+    let (code, out, _) = ctl(&d, &["status", "-o", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["health"]["docker"], "ok");
+
+    // Users: create, set-tier, the limit, rm refused while they own containers.
+    ctl(&d, &["user", "create", "gus", "--tier", "guest"]);
+    let (_, token, _) = ctl(&d, &["token", "create", "--user", "gus"]);
+    let token = token.trim().to_string();
+    let as_gus = |args: &[&str]| {
+        let mut all = vec!["--token", token.as_str()];
+        all.extend_from_slice(args);
+        ctl(&d, &all)
+    };
+    let (code, out, err) = as_gus(&[
+        "create", "--image", "alpine", "--name", "a", "--role", "barebone",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = as_gus(&["create", "--image", "alpine", "--name", "b", "--detach"]);
+    assert_eq!((code, err.trim()), (1, "rexecctl: container limit reached"));
+    let (code, out, _) = ctl(&d, &["user", "set-tier", "gus", "free"]);
+    assert_eq!((code, out.trim()), (0, "gus is now on the free tier"));
+    let (code, _, err) = as_gus(&[
+        "create", "--image", "alpine", "--name", "b", "--role", "barebone",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = ctl(&d, &["user", "set-tier", "gus", "platinum"]);
+    assert_eq!(code, 1, "{err}");
+    let (code, _, err) = ctl(&d, &["user", "rm", "gus"]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("rexecctl: "), "{err}");
+    // ls --all is for admins: root sees gus's containers, gus may not ask.
+    let (code, out, _) = ctl(&d, &["ls", "--all"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("a ") && out.contains("b "), "{out}");
+    let (code, _, _) = as_gus(&["ls", "--all"]);
+    assert_eq!(code, 1);
+
+    // events: replayed from the start as JSON lines.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rexecctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["--token", &token, "events", "--since", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let ev: serde_json::Value = serde_json::from_str(first.trim()).unwrap();
+    assert_eq!(ev["type"], "container_progress", "{first}");
+
+    // rm: several need --force when there is no terminal to ask.
+    let (code, _, err) = as_gus(&["rm", "a", "b"]);
+    assert_eq!(
+        (code, err.trim()),
+        (2, "rexecctl: not deleting 2 containers without --force")
+    );
+    let (code, out, _) = as_gus(&["ls"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("a ") && out.contains("b "),
+        "nothing deleted: {out}"
+    );
+    let (code, out, _) = as_gus(&["rm", "--force", "a", "b"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches("container deleted").count(), 2, "{out}");
+    let (code, out, _) = ctl(&d, &["user", "rm", "gus"]);
+    assert_eq!(code, 0, "{out}");
+
+    // Tokens: revoke one, then it no longer works.
+    let (_, tok, _) = ctl(&d, &["token", "create", "--name", "temp", "-o", "json"]);
+    let t: serde_json::Value = serde_json::from_str(&tok).unwrap();
+    let (code, out, _) = ctl(&d, &["token", "revoke", t["id"].as_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.ends_with("token revoked\n"), "{out}");
+    let (code, _, err) = ctl(&d, &["--token", t["token"].as_str().unwrap(), "ls"]);
+    assert_eq!((code, err.trim()), (1, "rexecctl: unauthorized"));
+    let (code, _, _) = ctl(&d, &["token", "revoke", "tok_nope"]);
+    assert_eq!(code, 1);
+}

@@ -31,7 +31,7 @@ pub mod exit {
     name = "rexecctl",
     version,
     about = "Control rexecd: disposable Linux development containers",
-    after_help = "Examples:\n  rexecctl user create ann --tier free\n  rexecctl token create --user ann\n  rexecctl create --image ubuntu:24.04 --name dev --role node --shell enhanced,git_aliases,use_tmux\n  rexecctl setup dev --log\n  rexecctl ls\n  rexecctl stop dev && rexecctl start dev\n  rexecctl shell dev\n  rexecctl exec dev -- uname -a\n  rexecctl cp notes.txt dev:projects/\n  rexecctl cp dev:projects/notes.txt .\n  rexecctl rm dev\n\nExit codes: 0 ok, 1 the daemon refused (error printed), 2 usage, 3 daemon unreachable, 4 creation failed; exec passes the command's own code through (124: timed out)."
+    after_help = "Examples:\n  rexecctl user create ann --tier free\n  rexecctl token create --user ann\n  rexecctl create --image ubuntu:24.04 --name dev --role node --shell enhanced,git_aliases,use_tmux\n  rexecctl setup dev --log\n  rexecctl ls\n  rexecctl stop dev && rexecctl start dev\n  rexecctl shell dev\n  rexecctl exec dev -- uname -a\n  rexecctl cp notes.txt dev:projects/\n  rexecctl cp dev:projects/notes.txt .\n  rexecctl rm dev\n  rexecctl status\n  rexecctl events --since 0\n\nExit codes: 0 ok, 1 the daemon refused (error printed; `status`: Docker unavailable), 2 usage (also `rm` of several without --force and no terminal to ask), 3 daemon unreachable, 4 creation or `setup --run` failed; exec passes the command's own code through (124: timed out)."
 )]
 pub struct Cli {
     /// rexecd's Unix socket (default: /run/rexec/rexecd.sock as root, else $XDG_RUNTIME_DIR/rexec/rexecd.sock).
@@ -60,16 +60,25 @@ pub enum Output {
 pub enum Command {
     /// Create a container and follow its creation until it is ready.
     Create(CreateArgs),
-    /// List your containers.
-    Ls,
+    /// List your containers (`--all`: everyone's, admins only).
+    Ls {
+        #[arg(long)]
+        all: bool,
+    },
     /// Show one container (by name, db_id or Docker id).
     Get { id: String },
     /// Start a stopped container.
     Start { id: String },
     /// Stop a running container.
     Stop { id: String },
-    /// Delete containers and their data volumes.
-    Rm { ids: Vec<String> },
+    /// Delete containers and their data volumes. Several at once need `--force` (or a yes at
+    /// the prompt on a terminal).
+    Rm {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long, short)]
+        force: bool,
+    },
     /// Run a command in a container; its output is printed and its exit code passed through.
     Exec {
         id: String,
@@ -104,6 +113,18 @@ pub enum Command {
         #[arg(long)]
         log: bool,
     },
+    /// Follow the events stream (container progress, updates, deletions) as JSON lines.
+    Events {
+        /// Replay from this sequence number first.
+        #[arg(long)]
+        since: Option<u64>,
+    },
+    /// The image catalog.
+    Images,
+    /// The development roles and their tools.
+    Roles,
+    /// The daemon's health, version and Docker's state.
+    Status,
     /// Manage users (admin).
     #[command(subcommand)]
     User(UserCommand),
@@ -183,6 +204,10 @@ pub enum UserCommand {
     },
     /// List users.
     Ls,
+    /// Change a user's tier.
+    SetTier { user: String, tier: String },
+    /// Remove a user (refused while they own containers).
+    Rm { user: String },
 }
 
 #[derive(Subcommand)]
@@ -203,6 +228,8 @@ pub enum TokenCommand {
     },
     /// List your tokens.
     Ls,
+    /// Revoke one of your tokens (by id).
+    Revoke { id: String },
 }
 
 impl Cli {
@@ -226,8 +253,12 @@ pub async fn run(cli: Cli) -> Result<i32, ClientError> {
     let mut out = std::io::stdout();
     match cli.command {
         Command::Create(args) => return create(&client, args, json).await,
-        Command::Ls => {
-            let list = client.list_containers().await?;
+        Command::Ls { all } => {
+            let list = if all {
+                client.list_all_containers().await?
+            } else {
+                client.list_containers().await?
+            };
             if json {
                 print_json(&list);
             } else {
@@ -266,7 +297,14 @@ pub async fn run(cli: Cli) -> Result<i32, ClientError> {
             let r = client.stop(&id).await?;
             let _ = writeln!(out, "{}: {}", r.name, r.message);
         }
-        Command::Rm { ids } => {
+        Command::Rm { ids, force } => {
+            if ids.len() > 1 && !force && !confirm(&format!("Delete {} containers?", ids.len())) {
+                eprintln!(
+                    "rexecctl: not deleting {} containers without --force",
+                    ids.len()
+                );
+                return Ok(exit::USAGE);
+            }
             for id in ids {
                 let r = client.delete(&id).await?;
                 let _ = writeln!(out, "{}: {}", r.name, r.message);
@@ -315,6 +353,81 @@ pub async fn run(cli: Cli) -> Result<i32, ClientError> {
             } else {
                 let _ = writeln!(out, "created user {} ({}, tier {})", u.name, u.id, u.tier);
             }
+        }
+        Command::Events { since } => return events(&client, since).await,
+        Command::Images => {
+            let list = client.images().await?;
+            if json {
+                print_json(&list);
+            } else {
+                for i in list.images {
+                    let gate = i
+                        .min_tier
+                        .map(|t| format!(" ({t} and up)"))
+                        .unwrap_or_default();
+                    let _ = writeln!(out, "{:<24} {}{gate}", i.name, i.description);
+                }
+            }
+        }
+        Command::Roles => {
+            let list = client.roles().await?;
+            if json {
+                print_json(&list);
+            } else {
+                for r in list.roles {
+                    let _ = writeln!(
+                        out,
+                        "{:<10} {:<56} {}",
+                        r.name,
+                        r.description,
+                        r.tools.join(", ")
+                    );
+                }
+            }
+        }
+        Command::Status => {
+            let health = client.health().await?;
+            let version = client.version().await?;
+            let docker_ok = health.docker == api::DockerStatus::Ok;
+            if json {
+                print_json(&serde_json::json!({"health": health, "version": version}));
+            } else {
+                let _ = writeln!(
+                    out,
+                    "rexecd {} (API {})",
+                    version.version, version.api_version
+                );
+                let status = match health.status {
+                    api::HealthStatus::Ok => "ok",
+                    api::HealthStatus::Degraded => "degraded",
+                };
+                let _ = writeln!(out, "status: {status}");
+                let docker = match (docker_ok, version.docker_api_version) {
+                    (true, Some(v)) => format!("ok (API {v})"),
+                    (true, None) => "ok".to_string(),
+                    (false, _) => "unavailable".to_string(),
+                };
+                let _ = writeln!(out, "docker: {docker}");
+            }
+            if !docker_ok {
+                return Ok(exit::API);
+            }
+        }
+        Command::User(UserCommand::SetTier { user, tier }) => {
+            let u = client.set_user_tier(&user, &tier).await?;
+            if json {
+                print_json(&u);
+            } else {
+                let _ = writeln!(out, "{} is now on the {} tier", u.name, u.tier);
+            }
+        }
+        Command::User(UserCommand::Rm { user }) => {
+            let r = client.delete_user(&user).await?;
+            let _ = writeln!(out, "{user}: {}", r.message);
+        }
+        Command::Token(TokenCommand::Revoke { id }) => {
+            let r = client.revoke_token(&id).await?;
+            let _ = writeln!(out, "{id}: {}", r.message);
         }
         Command::User(UserCommand::Ls) => {
             let users = client.users().await?;
@@ -443,6 +556,35 @@ fn short(id: &str) -> &str {
 
 fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Asks on the terminal; `false` without one.
+fn confirm(question: &str) -> bool {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+/// `rexecctl events`: each event as one JSON line, until the stream ends.
+async fn events(client: &Client, since: Option<u64>) -> Result<i32, ClientError> {
+    let mut ws = client.events(since).await?;
+    let mut out = std::io::stdout();
+    while let Some(msg) = ws.next().await {
+        let text = match msg {
+            Ok(Message::Text(text)) => text,
+            Ok(Message::Close(_)) | Err(_) => break,
+            _ => continue,
+        };
+        if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
+            break; // stdout closed (a pipe to head)
+        }
+    }
+    Ok(exit::OK)
 }
 
 /// `rexecctl setup`: the status, or a re-run followed through the events socket.

@@ -427,6 +427,34 @@ impl Client {
         self.get("/api/admin/users").await
     }
 
+    /// Admin: another tier for a user (`user` is an id or a name).
+    pub async fn set_user_tier(&self, user: &str, tier: &str) -> Result<api::User> {
+        let req = api::UpdateUserRequest { tier: tier.into() };
+        self.call(
+            Method::PATCH,
+            &format!("/api/admin/users/{}", encode(user)),
+            Some(&req),
+        )
+        .await
+    }
+
+    /// Admin: removes a user (refused while they own containers).
+    pub async fn delete_user(&self, user: &str) -> Result<api::MessageResponse> {
+        let path = format!("/api/admin/users/{}", encode(user));
+        self.call::<(), _>(Method::DELETE, &path, None).await
+    }
+
+    /// Revokes one of the caller's tokens.
+    pub async fn revoke_token(&self, id: &str) -> Result<api::MessageResponse> {
+        let path = format!("/api/tokens/{}", encode(id));
+        self.call::<(), _>(Method::DELETE, &path, None).await
+    }
+
+    /// Admin: every user's containers.
+    pub async fn list_all_containers(&self) -> Result<api::ContainerList> {
+        self.get("/api/containers?all=true").await
+    }
+
     /// A token for another user (admin only); `user` is an id or a name.
     pub async fn create_user_token(
         &self,
