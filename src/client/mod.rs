@@ -48,6 +48,15 @@ pub enum Endpoint {
 /// Request bodies: JSON in one piece, or a file streamed from disk (uploads).
 type ReqBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
+/// A response's whole body; empty if it breaks off (the caller then sees bad JSON).
+async fn body_or_empty(resp: hyper::Response<hyper::body::Incoming>) -> Bytes {
+    resp.into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default()
+}
+
 fn whole(bytes: Vec<u8>) -> ReqBody {
     Full::new(Bytes::from(bytes))
         .map_err(|never: std::convert::Infallible| match never {})
@@ -196,12 +205,7 @@ impl Client {
     /// An error answer as a [`ClientError`].
     async fn api_error(resp: hyper::Response<hyper::body::Incoming>) -> ClientError {
         let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
+        let bytes = body_or_empty(resp).await;
         let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| api::ErrorBody {
             error: String::from_utf8_lossy(&bytes).into_owned(),
             ..Default::default()
@@ -254,12 +258,7 @@ impl Client {
         if !resp.status().is_success() {
             return Err(Self::api_error(resp).await);
         }
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
+        let bytes = body_or_empty(resp).await;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
