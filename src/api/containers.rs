@@ -204,6 +204,18 @@ pub enum SetupState {
     Skipped,
 }
 
+impl SetupState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetupState::Pending => "pending",
+            SetupState::Running => "running",
+            SetupState::Succeeded => "succeeded",
+            SetupState::Failed => "failed",
+            SetupState::Skipped => "skipped",
+        }
+    }
+}
+
 /// One step of role and shell set-up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetupStep {

@@ -595,40 +595,17 @@ async fn setup(
     log: bool,
     json: bool,
 ) -> Result<i32, ClientError> {
-    let setup = match run {
-        false => client.shell_status(id).await?.setup,
-        true => {
-            let c = client.get_container(id).await?;
-            let mut events = client.events(None).await?;
-            let begun = client.shell_setup(id).await?;
-            if !json && begun.state == api::SetupState::Running {
-                println!("set-up of {} started", c.name);
-            }
-            let mut last = begun;
-            while last.state == api::SetupState::Running {
-                let Some(msg) = events.next().await else {
-                    return Err(ClientError::Protocol("the events stream ended".into()));
-                };
-                let Ok(Message::Text(text)) = msg else {
-                    continue;
-                };
-                if let Ok(api::Event {
-                    body: api::EventBody::ContainerUpdated(u),
-                    ..
-                }) = serde_json::from_str::<api::Event>(&text)
-                {
-                    if let Some(s) = u.setup.filter(|_| u.db_id == c.db_id) {
-                        last = s;
-                    }
-                }
-            }
-            last
-        }
-    };
-    let status = if log {
-        Some(client.shell_status(id).await?)
+    // The status is read once: after the run when following one.
+    let (setup, status) = if run {
+        let setup = follow_setup(client, id, json).await?;
+        let status = match log {
+            true => Some(client.shell_status(id).await?),
+            false => None,
+        };
+        (setup, status)
     } else {
-        None
+        let status = client.shell_status(id).await?;
+        (status.setup.clone(), log.then_some(status))
     };
     if json {
         match status {
@@ -649,18 +626,36 @@ async fn setup(
     })
 }
 
-fn setup_state(s: api::SetupState) -> &'static str {
-    match s {
-        api::SetupState::Pending => "pending",
-        api::SetupState::Running => "running",
-        api::SetupState::Succeeded => "succeeded",
-        api::SetupState::Failed => "failed",
-        api::SetupState::Skipped => "skipped",
+/// Starts a set-up run and follows its `container_updated` events until it ends.
+async fn follow_setup(client: &Client, id: &str, json: bool) -> Result<api::Setup, ClientError> {
+    let c = client.get_container(id).await?;
+    let mut events = client.events(None).await?;
+    let mut last = client.shell_setup(id).await?;
+    if !json && last.state == api::SetupState::Running {
+        println!("set-up of {} started", c.name);
     }
+    while last.state == api::SetupState::Running {
+        let Some(msg) = events.next().await else {
+            return Err(ClientError::Protocol("the events stream ended".into()));
+        };
+        let Ok(Message::Text(text)) = msg else {
+            continue;
+        };
+        if let Ok(api::Event {
+            body: api::EventBody::ContainerUpdated(u),
+            ..
+        }) = serde_json::from_str::<api::Event>(&text)
+        {
+            if let Some(s) = u.setup.filter(|_| u.db_id == c.db_id) {
+                last = s;
+            }
+        }
+    }
+    Ok(last)
 }
 
 fn print_setup(s: &api::Setup) {
-    let mut head = format!("set-up: {}", setup_state(s.state));
+    let mut head = format!("set-up: {}", s.state.as_str());
     if let Some(f) = &s.family {
         head.push_str(&format!(", package manager {f}"));
     }
@@ -676,7 +671,7 @@ fn print_setup(s: &api::Setup) {
             .unwrap_or_default();
         println!(
             "  {:<10} {:<18} {:<24} {note}",
-            setup_state(st.state),
+            st.state.as_str(),
             st.name,
             st.tool
         );
@@ -711,7 +706,7 @@ fn print_container(c: &api::Container) {
         println!("expires_at:  {e}");
     }
     if let Some(s) = &c.setup {
-        let mut line = setup_state(s.state).to_string();
+        let mut line = s.state.as_str().to_string();
         if let Some(e) = &s.error {
             line.push_str(&format!(" ({e})"));
         }

@@ -445,20 +445,7 @@ impl Setup {
         interrupted: bool,
     ) {
         let now = clock::now_ms();
-        for s in &mut plan.steps {
-            match s.state {
-                SetupState::Running => {
-                    s.state = SetupState::Failed;
-                    s.error.get_or_insert_with(|| INTERRUPTED.into());
-                    s.finished_at_ms.get_or_insert(now);
-                }
-                SetupState::Pending => {
-                    s.state = SetupState::Skipped;
-                    s.detail = Some("not run: set-up was interrupted".into());
-                }
-                _ => {}
-            }
-        }
+        settle_steps(plan, INTERRUPTED, now);
         plan.error = plan
             .steps
             .iter()
@@ -520,8 +507,8 @@ impl Setup {
         log: &Mutex<LogTail>,
         cancel: &CancellationToken,
     ) -> (StepEnd, String) {
-        let (interpreter, script, family) = match probe {
-            None => ("sh", script::PROBE.to_string(), Family::None),
+        let (interpreter, script, family, tool) = match probe {
+            None => ("sh", script::PROBE.to_string(), Family::None, None),
             Some(p) => {
                 let Some(tool) = self.catalog.setup.tool(tool_name) else {
                     let why = format!("no tool {tool_name} in the catalog");
@@ -531,6 +518,7 @@ impl Setup {
                     p.interpreter(),
                     script::tool_step(tool_name, tool, p.family),
                     p.family,
+                    Some(tool),
                 )
             }
         };
@@ -576,12 +564,7 @@ impl Setup {
             Ok(f) => {
                 let o = script::outcome(&output);
                 if f.exit_code == 0 {
-                    let config_only = probe.is_some()
-                        && self
-                            .catalog
-                            .setup
-                            .tool(tool_name)
-                            .is_some_and(|t| t.check.trim() == "true");
+                    let config_only = tool.is_some_and(|t| t.check.trim() == "true");
                     let detail = match o.result.as_deref() {
                         Some("present") if config_only => Some("configured".to_string()),
                         Some("present") => Some("already present; configured".to_string()),
@@ -637,6 +620,15 @@ pub fn abandon(s: &mut SetupRecord, why: &str) {
         return;
     }
     let now = clock::now_ms();
+    settle_steps(s, why, now);
+    s.state = SetupState::Failed;
+    s.error = Some(why.into());
+    s.finished_at_ms = Some(now);
+    s.updated_at_ms = now;
+}
+
+/// Steps a run leaves behind: the running one failed with `why`, pending ones skipped.
+fn settle_steps(s: &mut SetupRecord, why: &str, now: i64) {
     for step in &mut s.steps {
         match step.state {
             SetupState::Running => {
@@ -651,10 +643,6 @@ pub fn abandon(s: &mut SetupRecord, why: &str) {
             _ => {}
         }
     }
-    s.state = SetupState::Failed;
-    s.error = Some(why.into());
-    s.finished_at_ms = Some(now);
-    s.updated_at_ms = now;
 }
 
 /// The wire form of a set-up record.
