@@ -1,11 +1,13 @@
 //! `rexecd`: parse flags, load the config, set up logging, run the daemon.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
 use rexec::daemon::config::{Config, Overrides};
+use rexec::daemon::listen::Inherited;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
@@ -14,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 #[command(version)]
 struct Args {
     /// Config file (TOML). Default: /etc/rexec/rexecd.toml as root, else ~/.config/rexec/rexecd.toml.
+    /// Give it several times to layer files: a later file's keys win.
     #[arg(long)]
-    config: Option<PathBuf>,
+    config: Vec<PathBuf>,
     /// Unix socket path.
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -40,12 +43,19 @@ fn init_logging(level: &str) {
     match journald {
         Some(layer) => registry.with(layer).init(),
         None => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
             .init(),
     }
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before any other thread exists: this unsets LISTEN_FDS and friends.
+    // SAFETY: single-threaded here, nothing else reads or writes the environment.
+    let inherited = unsafe { Inherited::take() }?;
     let args = Args::parse();
     let config = Config::load(&Overrides {
         config: args.config,
@@ -70,7 +80,7 @@ fn main() -> anyhow::Result<()> {
             }
             trigger.cancel();
         });
-        rexec::daemon::run(config, shutdown).await?;
+        rexec::daemon::run(config, inherited, shutdown).await?;
         Ok(())
     })
 }

@@ -28,7 +28,9 @@ pub enum ConfigError {
 /// Values given on the command line; they win over the file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
-    pub config: Option<PathBuf>,
+    /// Config files, merged in order: a later file's keys win (tables merge key by key).
+    /// Empty: the default file, if it exists.
+    pub config: Vec<PathBuf>,
     pub socket: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub tcp: Option<SocketAddr>,
@@ -281,20 +283,32 @@ impl Default for LogConfig {
 }
 
 impl Config {
-    /// Reads the config file (the default one only if it exists), then applies the flags.
+    /// Reads the config files (the default one only if it exists), then applies the flags.
     pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
-        let (path, required) = match &overrides.config {
-            Some(p) => (p.clone(), true),
-            None => (default_paths().config, false),
+        let files = match overrides.config.as_slice() {
+            [] => vec![(default_paths().config, false)],
+            given => given.iter().map(|p| (p.clone(), true)).collect(),
         };
-        let mut config = match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse(&text).map_err(|source| ConfigError::Parse {
+        let mut merged = toml::Table::new();
+        for (path, required) in files {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(ConfigError::Read { path, source }),
+            };
+            let parse_err = |source| ConfigError::Parse {
                 path: path.clone(),
                 source: Box::new(source),
-            })?,
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Self::default(),
-            Err(source) => return Err(ConfigError::Read { path, source }),
-        };
+            };
+            let table: toml::Table = text.parse().map_err(parse_err)?;
+            // Each file must be valid on its own, so an error names the file it is in.
+            Self::deserialize(table.clone()).map_err(parse_err)?;
+            merge(&mut merged, table);
+        }
+        let mut config = Self::deserialize(merged).map_err(|source| ConfigError::Parse {
+            path: "(merged files)".into(),
+            source: Box::new(source),
+        })?;
         if let Some(s) = &overrides.socket {
             config.server.socket = s.clone();
         }
@@ -310,6 +324,10 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
         toml::from_str(text)
+    }
+
+    fn deserialize(table: toml::Table) -> Result<Self, toml::de::Error> {
+        toml::Value::Table(table).try_into()
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -357,6 +375,18 @@ impl Config {
 
     pub fn data_dir(&self) -> &Path {
         &self.server.data_dir
+    }
+}
+
+/// Merges `over` into `base`: tables key by key, any other value replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 
@@ -410,6 +440,47 @@ mod tests {
             c.terminal.reconnect_grace_seconds,
             d.terminal.reconnect_grace_seconds
         );
+    }
+
+    #[test]
+    fn later_files_win_key_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.toml");
+        let over = dir.path().join("over.toml");
+        std::fs::write(
+            &base,
+            "[server]\nsocket = \"/a.sock\"\nmax_concurrent_creations = 2\n[images.\"alpine:latest\"]\ndocker = \"alpine:3\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &over,
+            "[server]\nsocket = \"/b.sock\"\n[images.\"alpine:latest\"]\ndocker = \"local/alpine\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&Overrides {
+            config: vec![base.clone(), over.clone()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.server.socket, PathBuf::from("/b.sock"));
+        assert_eq!(c.server.max_concurrent_creations, 2);
+        assert_eq!(c.images["alpine:latest"].docker, "local/alpine");
+
+        // A bad key is reported with the file it is in; a missing given file is an error.
+        std::fs::write(&over, "[server]\nsokcet = 1\n").unwrap();
+        let err = Config::load(&Overrides {
+            config: vec![base.clone(), over.clone()],
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("over.toml") && err.contains("sokcet"), "{err}");
+        let err = Config::load(&Overrides {
+            config: vec![dir.path().join("missing.toml")],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
     }
 
     #[test]

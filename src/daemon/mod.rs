@@ -12,6 +12,7 @@ mod events;
 pub mod exec;
 pub mod files;
 mod jobs;
+pub mod listen;
 mod names;
 mod provision;
 mod reconcile;
@@ -27,7 +28,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -77,6 +77,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("inherited socket: {0}")]
+    Inherited(String),
     #[error("tcp listener {addr}: {source}")]
     Tcp {
         addr: String,
@@ -109,44 +111,13 @@ fn prepare_dir(path: &Path, mode: u32) -> Result<(), StartError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)
 }
 
-/// Binds the Unix socket with the configured mode and group. A stale socket file from a
-/// previous run is replaced; a live one (another daemon) is an error.
-fn bind_unix(config: &Config) -> Result<UnixListener, StartError> {
-    let path = &config.server.socket;
-    let err = |source| StartError::Socket {
-        path: path.display().to_string(),
-        source,
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(err)?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(err(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                "another rexecd is listening on it",
-            )));
-        }
-        std::fs::remove_file(path).map_err(err)?;
-    }
-    let listener = UnixListener::bind(path).map_err(err)?;
-    let mode = config.socket_mode().unwrap_or(0o660);
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
-    let group = &config.server.socket_group;
-    if !group.is_empty() {
-        match nix::unistd::Group::from_name(group) {
-            Ok(Some(g)) => {
-                nix::unistd::chown(path, None, Some(g.gid))
-                    .map_err(|e| err(std::io::Error::from_raw_os_error(e as i32)))?;
-            }
-            _ => warn!(%group, "socket group does not exist; the socket keeps the daemon's group"),
-        }
-    }
-    Ok(listener)
-}
-
 /// Runs the daemon until `shutdown` is cancelled (the binary cancels it on SIGTERM/SIGINT).
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+/// `inherited` holds the sockets of a socket activation ([`listen::Inherited::take`]).
+pub async fn run(
+    config: Config,
+    inherited: listen::Inherited,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
     prepare_dir(config.data_dir(), 0o700)?;
     let store = Store::open(&config.db_path())?;
     let instance = store.instance_id(|| uuid::Uuid::new_v4().simple().to_string())?;
@@ -227,18 +198,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         shutdown: shutdown.clone(),
     });
 
-    let unix = bind_unix(&config)?;
-    let tcp = match config.server.tcp {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Tcp {
-                    addr: addr.to_string(),
-                    source,
-                })?,
-        ),
-        None => None,
-    };
+    let listeners = listen::Listeners::open(&config, inherited)?;
 
     let monitor = reconcile::Monitor {
         registry,
@@ -253,14 +213,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         Duration::from_secs(config.reaper.interval_seconds),
         shutdown.clone(),
     ));
-    info!(socket = %config.server.socket.display(), tcp = ?config.server.tcp, "rexecd listening");
+    let listen::Listeners {
+        unix,
+        unix_path,
+        owned_socket,
+        tcp,
+        activated,
+    } = listeners;
+    let tcp_addr = tcp.as_ref().map(|(_, addr)| *addr);
+    info!(socket = %unix_path, tcp = ?tcp_addr, socket_activated = activated, "rexecd listening");
     tracker.spawn(server::serve_unix(state.clone(), unix, shutdown.clone()));
-    if let Some(tcp) = tcp {
+    if let Some((tcp, _)) = tcp {
         tracker.spawn(server::serve_tcp(state.clone(), tcp, shutdown.clone()));
     }
+    listen::notify_ready(&match tcp_addr {
+        Some(addr) => format!("serving on {unix_path} and {addr}"),
+        None => format!("serving on {unix_path}"),
+    });
 
     shutdown.cancelled().await;
     info!("shutting down");
+    listen::notify_stopping();
     state.terminals.end_all().await;
     tracker.close();
     // Open connections and WebSockets are given a moment, then dropped with the runtime.
@@ -270,6 +243,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     {
         warn!("some tasks did not finish within 5 s of shutdown");
     }
-    let _ = std::fs::remove_file(&config.server.socket);
+    // A socket systemd owns stays for the next activation.
+    if let Some(path) = owned_socket {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
 }

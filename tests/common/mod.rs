@@ -27,6 +27,9 @@ pub struct Daemon {
     pub tcp: String,
     pub label: String,
     config: PathBuf,
+    /// Started by `systemd-socket-activate`, which binds `socket` and `tcp` and passes them
+    /// on, with this `NOTIFY_SOCKET`.
+    notify_socket: Option<PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -70,14 +73,27 @@ impl Daemon {
 
     /// `server` is appended to the `[server]` table.
     pub fn start_with_server(server: &str) -> Daemon {
-        Self::start_inner("", None, server)
+        Self::start_inner("", None, server, None)
     }
 
     pub fn start_full(extra: &str, docker_socket: Option<&Path>) -> Daemon {
-        Self::start_inner(extra, docker_socket, "")
+        Self::start_inner(extra, docker_socket, "", None)
     }
 
-    fn start_inner(extra: &str, docker_socket: Option<&Path>, server: &str) -> Daemon {
+    /// Socket activation: `systemd-socket-activate` listens on `socket` and `tcp` and starts
+    /// rexecd at the first connection, passing both sockets and `NOTIFY_SOCKET=notify`. The
+    /// config names neither: its `server.socket` is `config.sock` in the temp dir, and it has
+    /// no `tcp`.
+    pub fn start_activated(notify: &Path) -> Daemon {
+        Self::start_inner("", None, "", Some(notify.to_path_buf()))
+    }
+
+    fn start_inner(
+        extra: &str,
+        docker_socket: Option<&Path>,
+        server: &str,
+        notify_socket: Option<PathBuf>,
+    ) -> Daemon {
         require_docker();
         let dir = tempfile::tempdir().unwrap();
         let label = format!("t-{}", uuid::Uuid::new_v4().simple());
@@ -95,11 +111,15 @@ impl Daemon {
         ] {
             images.push_str(&format!("[images.\"{name}\"]\ndocker = \"{TEST_IMAGE}\"\n"));
         }
+        let (config_socket, config_tcp) = match notify_socket {
+            Some(_) => (dir.path().join("config.sock"), String::new()),
+            None => (socket.clone(), format!("tcp = \"{tcp}\"")),
+        };
         let config = format!(
             r#"[server]
 socket = "{socket}"
 data_dir = "{data}"
-{group}tcp = "{tcp}"
+{group}{config_tcp}
 {server}
 
 [docker]
@@ -114,7 +134,7 @@ extra_labels = {{ "rexec.test" = "{label}" }}
 {images}
 {extra}
 "#,
-            socket = socket.display(),
+            socket = config_socket.display(),
             data = dir.path().join("data").display(),
             group = if server.contains("socket_group") {
                 ""
@@ -141,6 +161,7 @@ extra_labels = {{ "rexec.test" = "{label}" }}
             tcp,
             label,
             config: config_path,
+            notify_socket,
         };
         d.spawn();
         d
@@ -152,7 +173,19 @@ extra_labels = {{ "rexec.test" = "{label}" }}
             .append(true)
             .open(self.dir.path().join("rexecd.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rexecd"))
+        let mut cmd = match &self.notify_socket {
+            None => Command::new(env!("CARGO_BIN_EXE_rexecd")),
+            Some(notify) => {
+                let mut c = Command::new("systemd-socket-activate");
+                c.arg("-l")
+                    .arg(&self.socket)
+                    .args(["-l", &self.tcp])
+                    .arg(format!("--setenv=NOTIFY_SOCKET={}", notify.display()))
+                    .arg(env!("CARGO_BIN_EXE_rexecd"));
+                c
+            }
+        };
+        let child = cmd
             .arg("--config")
             .arg(&self.config)
             .stdout(log.try_clone().unwrap())
