@@ -581,20 +581,7 @@ fn a_bad_roles_file_stops_the_daemon_with_the_reason() {
         SLOW_ROLES.replace("tools = [\"hang\", \"quick\"]", "tools = [\"nope\"]"),
     )
     .unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!("[setup]\nroles_file = \"{}\"\n", roles.display()),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rexecd"))
-        .args(["--socket", &dir.path().join("s").display().to_string()])
-        .args(["--data-dir", &dir.path().join("d").display().to_string()])
-        .args(["--config", &cfg.display().to_string()])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::rexecd_refuses(&format!("[setup]\nroles_file = \"{}\"\n", roles.display()));
     assert!(
         err.contains("roles file") && err.contains("unknown tool \"nope\""),
         "{err}"

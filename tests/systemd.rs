@@ -59,7 +59,7 @@ async fn socket_activation_serves_the_inherited_sockets_and_notifies_readiness()
     assert!(ready.contains("READY=1"), "{ready}");
     assert!(
         ready.contains(&format!(
-            "STATUS=serving on {} and {}",
+            "STATUS=serving on {} and http://{}",
             d.socket.display(),
             d.tcp
         )),

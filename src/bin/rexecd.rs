@@ -52,7 +52,15 @@ fn init_logging(level: &str) {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(e) = start() {
+        // One line with every cause, e.g. "tls: /etc/rexec/key.pem: no private key".
+        eprintln!("rexecd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn start() -> anyhow::Result<()> {
     // Before any other thread exists: this unsets LISTEN_FDS and friends.
     // SAFETY: single-threaded here, nothing else reads or writes the environment.
     let inherited = unsafe { Inherited::take() }?;

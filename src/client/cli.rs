@@ -16,7 +16,7 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// The daemon answered with an error (not found, limit reached, ...).
     pub const API: i32 = 1;
-    /// Bad command line (clap's own code).
+    /// Bad command line (clap's own code), or an unusable `--cacert` file.
     pub const USAGE: i32 = 2;
     /// The daemon could not be reached.
     pub const UNREACHABLE: i32 = 3;
@@ -37,9 +37,14 @@ pub struct Cli {
     /// rexecd's Unix socket (default: /run/rexec/rexecd.sock as root, else $XDG_RUNTIME_DIR/rexec/rexecd.sock).
     #[arg(long, global = true)]
     pub socket: Option<PathBuf>,
-    /// A remote rexecd over TCP, e.g. http://127.0.0.1:8088 (needs --token).
+    /// A remote rexecd over TCP, e.g. https://rexec.example.com:8088 or http://127.0.0.1:8088
+    /// (needs --token).
     #[arg(long, global = true, env = "REXEC_URL")]
     pub url: Option<String>,
+    /// Trust only the CA certificates in this PEM file for an https:// --url (default: the
+    /// system's roots).
+    #[arg(long, global = true, env = "REXEC_CACERT")]
+    pub cacert: Option<PathBuf>,
     /// API token for --url (or to act as another user over the socket).
     #[arg(long, global = true, env = "REXEC_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -233,7 +238,7 @@ pub enum TokenCommand {
 }
 
 impl Cli {
-    pub fn client(&self) -> Client {
+    pub fn client(&self) -> Result<Client, ClientError> {
         let endpoint = match &self.url {
             Some(u) => Endpoint::Tcp(u.clone()),
             None => Endpoint::Unix(
@@ -242,13 +247,16 @@ impl Cli {
                     .unwrap_or_else(crate::daemon::config::default_socket_path),
             ),
         };
-        Client::new(endpoint, self.token.clone())
+        match &self.cacert {
+            Some(ca) => Client::with_ca_file(endpoint, self.token.clone(), ca),
+            None => Ok(Client::new(endpoint, self.token.clone())),
+        }
     }
 }
 
 /// Runs a command; the error is what to print.
 pub async fn run(cli: Cli) -> Result<i32, ClientError> {
-    let client = cli.client();
+    let client = cli.client()?;
     let json = cli.output == Output::Json;
     let mut out = std::io::stdout();
     match cli.command {
@@ -793,5 +801,6 @@ pub fn exit_code(e: &ClientError) -> i32 {
         ClientError::Api { .. } => exit::API,
         ClientError::Connect { .. } => exit::UNREACHABLE,
         ClientError::Protocol(_) => exit::API,
+        ClientError::Tls(_) => exit::USAGE,
     }
 }

@@ -5,17 +5,22 @@ pub mod cli;
 mod shell;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use hyperlocal::UnixConnector;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio_rustls::rustls;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::WebSocketStream;
 
@@ -34,6 +39,9 @@ pub enum ClientError {
     Connect { target: String, detail: String },
     #[error("unexpected answer from rexecd: {0}")]
     Protocol(String),
+    /// The client's own TLS settings are unusable (a bad `--cacert` file).
+    #[error("{0}")]
+    Tls(String),
 }
 
 pub type Result<T> = std::result::Result<T, ClientError>;
@@ -41,7 +49,7 @@ pub type Result<T> = std::result::Result<T, ClientError>;
 #[derive(Debug, Clone)]
 pub enum Endpoint {
     Unix(PathBuf),
-    /// `http://host:port`
+    /// `http://host:port`, or `https://host:port` for a TLS listener.
     Tcp(String),
 }
 
@@ -65,7 +73,42 @@ fn whole(bytes: Vec<u8>) -> ReqBody {
 
 enum Transport {
     Unix(HttpClient<UnixConnector, ReqBody>),
-    Tcp(HttpClient<HttpConnector, ReqBody>),
+    Tcp(HttpClient<HttpsConnector<HttpConnector>, ReqBody>),
+}
+
+/// TLS settings trusting the system's root certificates (loaded once).
+fn system_roots() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            tls_config(roots)
+        })
+        .clone()
+}
+
+fn tls_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+    // No ALPN here: hyper-rustls sets it for HTTP, and the WebSocket needs none.
+    Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// TLS settings trusting only the CA certificates in a PEM file (like `curl --cacert`).
+fn ca_file_config(path: &Path) -> Result<Arc<rustls::ClientConfig>> {
+    let bad =
+        |e: &dyn std::fmt::Display| ClientError::Tls(format!("CA file {}: {e}", path.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(&"no certificate in the file"));
+    }
+    Ok(tls_config(roots))
 }
 
 /// A raw answer: status and body bytes.
@@ -98,6 +141,8 @@ pub struct Client {
     endpoint: Endpoint,
     token: Option<String>,
     transport: Transport,
+    /// For an `https://` endpoint: whom to trust.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Client {
@@ -105,24 +150,56 @@ impl Client {
         Self::new(Endpoint::Unix(socket.as_ref().to_path_buf()), None)
     }
 
+    /// An `https://` endpoint is checked against the system's root certificates.
     pub fn new(endpoint: Endpoint, token: Option<String>) -> Self {
+        let tls = is_https(&endpoint).then(system_roots);
+        Self::build(endpoint, token, tls)
+    }
+
+    /// An `https://` endpoint is checked against the CA certificates in `ca_file` only (other
+    /// endpoints do not use it).
+    pub fn with_ca_file(endpoint: Endpoint, token: Option<String>, ca_file: &Path) -> Result<Self> {
+        let tls = match is_https(&endpoint) {
+            true => Some(ca_file_config(ca_file)?),
+            false => None,
+        };
+        Ok(Self::build(endpoint, token, tls))
+    }
+
+    fn build(
+        endpoint: Endpoint,
+        token: Option<String>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Self {
         let transport = match &endpoint {
             Endpoint::Unix(_) => {
                 Transport::Unix(HttpClient::builder(TokioExecutor::new()).build(UnixConnector))
             }
             Endpoint::Tcp(_) => {
-                Transport::Tcp(HttpClient::builder(TokioExecutor::new()).build_http())
+                let mut http = HttpConnector::new();
+                http.set_nodelay(true);
+                http.enforce_http(false);
+                let config = tls
+                    .clone()
+                    .unwrap_or_else(|| tls_config(rustls::RootCertStore::empty()));
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config((*config).clone())
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(http);
+                Transport::Tcp(HttpClient::builder(TokioExecutor::new()).build(connector))
             }
         };
         Self {
             endpoint,
             token,
             transport,
+            tls,
         }
     }
 
     pub fn with_token(&self, token: Option<String>) -> Self {
-        Self::new(self.endpoint.clone(), token)
+        Self::build(self.endpoint.clone(), token, self.tls.clone())
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -511,17 +588,36 @@ impl Client {
                 "localhost".into(),
             ),
             Endpoint::Tcp(base) => {
-                let host = base
-                    .trim_start_matches("http://")
-                    .trim_end_matches('/')
-                    .to_string();
-                let s = tokio::net::TcpStream::connect(&host)
+                let uri: hyper::Uri = base.parse().map_err(|e| connect_err(&e))?;
+                let host = uri.host().unwrap_or_default().to_string();
+                let port = uri
+                    .port_u16()
+                    .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
+                let authority = uri
+                    .authority()
+                    .map(|a| a.as_str().to_string())
+                    .unwrap_or_default();
+                let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
                     .await
                     .map_err(|e| connect_err(&e))?;
-                (Box::new(s), host)
+                let _ = tcp.set_nodelay(true);
+                let stream: Box<dyn AsyncStream> = match &self.tls {
+                    None => Box::new(tcp),
+                    Some(config) => {
+                        let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+                            .map_err(|e| connect_err(&e))?;
+                        let tls = tokio_rustls::TlsConnector::from(config.clone())
+                            .connect(name, tcp)
+                            .await
+                            .map_err(|e| connect_err(&e))?;
+                        Box::new(tls)
+                    }
+                };
+                (stream, authority)
             }
         };
-        let mut req = format!("ws://{host}{path}")
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        let mut req = format!("{scheme}://{host}{path}")
             .into_client_request()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         if let Some(t) = &self.token {
@@ -556,6 +652,10 @@ impl Client {
             Err(e) => Err(connect_err(&e)),
         }
     }
+}
+
+fn is_https(endpoint: &Endpoint) -> bool {
+    matches!(endpoint, Endpoint::Tcp(url) if url.starts_with("https://"))
 }
 
 /// Percent-encodes a path segment.

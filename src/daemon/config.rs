@@ -62,6 +62,12 @@ pub struct ServerConfig {
     pub socket_group: String,
     /// TCP listener; off unless set.
     pub tcp: Option<SocketAddr>,
+    /// PEM certificate chain and private key: with both set, the TCP listener speaks only TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Plain HTTP on TCP is refused on any address but loopback unless this is set (for a
+    /// TLS-terminating proxy in front, say).
+    pub allow_plain_tcp: bool,
     pub data_dir: PathBuf,
     /// How many creations run their pipeline at once; the rest wait in `validating`.
     pub max_concurrent_creations: usize,
@@ -203,6 +209,9 @@ impl Default for ServerConfig {
             socket_mode: "0660".into(),
             socket_group: "rexec".into(),
             tcp: None,
+            tls_cert: None,
+            tls_key: None,
+            allow_plain_tcp: false,
             data_dir: paths.data_dir,
             max_concurrent_creations: 4,
         }
@@ -332,6 +341,14 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.socket_mode()?;
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "server.tls_cert and server.tls_key go together: set both or neither".into(),
+            ));
+        }
+        if let Some(addr) = self.server.tcp {
+            self.check_plain_tcp(addr)?;
+        }
         if self.server.max_concurrent_creations == 0 {
             return Err(ConfigError::Invalid(
                 "server.max_concurrent_creations must be at least 1".into(),
@@ -355,6 +372,24 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        Some((
+            self.server.tls_cert.as_deref()?,
+            self.server.tls_key.as_deref()?,
+        ))
+    }
+
+    /// Plain HTTP is for loopback only, unless `server.allow_plain_tcp`. Also checked for a
+    /// TCP socket inherited from systemd, whose address the config does not know.
+    pub fn check_plain_tcp(&self, addr: SocketAddr) -> Result<(), ConfigError> {
+        if self.tls().is_some() || self.server.allow_plain_tcp || addr.ip().is_loopback() {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid(format!(
+            "refusing plain HTTP on {addr}, which is not a loopback address: set server.tls_cert and server.tls_key, or server.allow_plain_tcp = true (behind a TLS proxy)"
+        )))
     }
 
     pub fn socket_mode(&self) -> Result<u32, ConfigError> {
@@ -428,6 +463,7 @@ mod tests {
         assert_eq!(c.docker.pids_limit, d.docker.pids_limit);
         assert_eq!(c.docker.network, d.docker.network);
         assert_eq!(c.server.socket_mode, d.server.socket_mode);
+        assert_eq!(c.server.allow_plain_tcp, d.server.allow_plain_tcp);
         assert_eq!(
             c.server.max_concurrent_creations,
             d.server.max_concurrent_creations
@@ -440,6 +476,24 @@ mod tests {
             c.terminal.reconnect_grace_seconds,
             d.terminal.reconnect_grace_seconds
         );
+    }
+
+    #[test]
+    fn plain_tcp_only_on_loopback_unless_allowed_and_tls_needs_both_files() {
+        let ok = |t: &str| Config::parse(t).unwrap().validate();
+        ok("[server]\ntcp = \"127.0.0.1:8088\"").unwrap();
+        ok("[server]\ntcp = \"[::1]:8088\"").unwrap();
+        let err = ok("[server]\ntcp = \"0.0.0.0:8088\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("refusing plain HTTP on 0.0.0.0:8088"), "{err}");
+        ok("[server]\ntcp = \"0.0.0.0:8088\"\nallow_plain_tcp = true").unwrap();
+        ok("[server]\ntcp = \"0.0.0.0:8088\"\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"")
+            .unwrap();
+        let err = ok("[server]\ntls_cert = \"/c.pem\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("go together"), "{err}");
     }
 
     #[test]

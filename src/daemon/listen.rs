@@ -10,7 +10,13 @@ use std::path::PathBuf;
 use nix::sys::socket::{
     getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage,
 };
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, UnixListener};
+use tokio_rustls::{rustls, TlsAcceptor};
 use tracing::warn;
 
 use super::config::Config;
@@ -79,6 +85,13 @@ impl Inherited {
     }
 }
 
+/// The TCP listener, and its TLS settings when it speaks TLS.
+pub struct TcpServe {
+    pub listener: TcpListener,
+    pub addr: SocketAddr,
+    pub tls: Option<TlsAcceptor>,
+}
+
 /// The open listeners.
 pub struct Listeners {
     pub unix: UnixListener,
@@ -86,7 +99,7 @@ pub struct Listeners {
     pub unix_path: String,
     /// A socket file this process bound, removed at shutdown. None when systemd owns it.
     pub owned_socket: Option<PathBuf>,
-    pub tcp: Option<(TcpListener, SocketAddr)>,
+    pub tcp: Option<TcpServe>,
     /// Whether any socket came from the service manager.
     pub activated: bool,
 }
@@ -95,6 +108,18 @@ impl Listeners {
     /// Uses the inherited sockets, and binds from the config whatever was not inherited.
     pub fn open(config: &Config, inherited: Inherited) -> Result<Self, StartError> {
         let activated = !inherited.is_empty();
+        // TCP and TLS first: a bad certificate must not leave a Unix socket file behind.
+        let tcp = match (inherited.tcp, config.server.tcp) {
+            (Some(l), _) => Some(tcp_serve(config, l)?),
+            (None, Some(addr)) => {
+                let l = std::net::TcpListener::bind(addr).map_err(|source| StartError::Tcp {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+                Some(tcp_serve(config, l)?)
+            }
+            (None, None) => None,
+        };
         let (unix, unix_path, owned_socket) = match inherited.unix {
             Some(l) => {
                 let path = l
@@ -110,50 +135,67 @@ impl Listeners {
                 (l, path.display().to_string(), Some(path))
             }
         };
-        let tcp =
-            match (inherited.tcp, config.server.tcp) {
-                (Some(l), _) => Some(l),
-                (None, Some(addr)) => Some(std::net::TcpListener::bind(addr).map_err(
-                    |source| StartError::Tcp {
-                        addr: addr.to_string(),
-                        source,
-                    },
-                )?),
-                (None, None) => None,
-            };
-        let tcp = match tcp {
-            Some(l) => {
-                let addr = l.local_addr().map_err(|source| StartError::Tcp {
-                    addr: "(inherited)".into(),
-                    source,
-                })?;
-                Some((tokio_listener(l, addr)?, addr))
-            }
-            None => None,
-        };
-        unix.set_nonblocking(true)
+        let unix = unix
+            .set_nonblocking(true)
             .and_then(|()| UnixListener::from_std(unix))
-            .map(|unix| Self {
-                unix,
-                unix_path: unix_path.clone(),
-                owned_socket,
-                tcp,
-                activated,
-            })
             .map_err(|source| StartError::Socket {
-                path: unix_path,
+                path: unix_path.clone(),
                 source,
-            })
+            })?;
+        Ok(Self {
+            unix,
+            unix_path,
+            owned_socket,
+            tcp,
+            activated,
+        })
     }
 }
 
-fn tokio_listener(l: std::net::TcpListener, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    l.set_nonblocking(true)
+/// Checks the plain-HTTP rule against the socket's real address and loads TLS.
+fn tcp_serve(config: &Config, l: std::net::TcpListener) -> Result<TcpServe, StartError> {
+    let addr = l.local_addr().map_err(|source| StartError::Tcp {
+        addr: "(inherited)".into(),
+        source,
+    })?;
+    config.check_plain_tcp(addr)?;
+    let tls = tls_acceptor(config)?;
+    let listener = l
+        .set_nonblocking(true)
         .and_then(|()| TcpListener::from_std(l))
         .map_err(|source| StartError::Tcp {
             addr: addr.to_string(),
             source,
-        })
+        })?;
+    Ok(TcpServe {
+        listener,
+        addr,
+        tls,
+    })
+}
+
+/// The TLS server settings from `server.tls_cert` and `server.tls_key` (PEM files), if set.
+fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, StartError> {
+    let Some((cert, key)) = config.tls() else {
+        return Ok(None);
+    };
+    let err = |path: &Path, e: &dyn std::fmt::Display| {
+        StartError::Tls(format!("{}: {e}", path.display()))
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| err(cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(cert, &e))?;
+    if chain.is_empty() {
+        return Err(err(cert, &"no certificate in the file"));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| err(key, &e))?;
+    let mut tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| err(key, &e))?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(tls))))
 }
 
 /// Binds the Unix socket with the configured mode and group. A stale socket file from a

@@ -77,6 +77,10 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("inherited socket: {0}")]
     Inherited(String),
     #[error("tcp listener {addr}: {source}")]
@@ -220,14 +224,17 @@ pub async fn run(
         tcp,
         activated,
     } = listeners;
-    let tcp_addr = tcp.as_ref().map(|(_, addr)| *addr);
-    info!(socket = %unix_path, tcp = ?tcp_addr, socket_activated = activated, "rexecd listening");
+    let tcp_desc = tcp.as_ref().map(|t| match t.tls {
+        Some(_) => format!("https://{}", t.addr),
+        None => format!("http://{}", t.addr),
+    });
+    info!(socket = %unix_path, tcp = ?tcp_desc, socket_activated = activated, "rexecd listening");
     tracker.spawn(server::serve_unix(state.clone(), unix, shutdown.clone()));
-    if let Some((tcp, _)) = tcp {
+    if let Some(tcp) = tcp {
         tracker.spawn(server::serve_tcp(state.clone(), tcp, shutdown.clone()));
     }
-    listen::notify_ready(&match tcp_addr {
-        Some(addr) => format!("serving on {unix_path} and {addr}"),
+    listen::notify_ready(&match tcp_desc {
+        Some(tcp) => format!("serving on {unix_path} and {tcp}"),
         None => format!("serving on {unix_path}"),
     });
 

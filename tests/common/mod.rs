@@ -336,6 +336,33 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs rexecd with `config` (plus a temp socket and data dir) and expects it to refuse to
+/// start; returns what it printed.
+pub fn rexecd_refuses(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rexecd.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rexecd"))
+        .arg("--socket")
+        .arg(dir.path().join("s"))
+        .arg("--data-dir")
+        .arg(dir.path().join("d"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "rexecd started with:\n{config}\n{stderr}"
+    );
+    assert!(
+        !dir.path().join("s").exists(),
+        "a refused start left its socket file"
+    );
+    stderr
+}
+
 /// Polls `f` until it returns `Some`, for at most `secs`.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
 where

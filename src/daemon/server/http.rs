@@ -78,7 +78,8 @@ pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T,
     Ok(crate::daemon::json_object(bytes)?)
 }
 
-fn body(error: impl Into<String>, code: &str) -> ErrorBody {
+/// An error body with its message and machine-readable code.
+pub fn body(error: impl Into<String>, code: &str) -> ErrorBody {
     ErrorBody {
         error: error.into(),
         code: code.into(),

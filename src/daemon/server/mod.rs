@@ -22,8 +22,9 @@ use hyper::header::{AUTHORIZATION, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixListener};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
@@ -31,6 +32,7 @@ use self::http::{error_response, json, HttpError, Resp};
 use self::router::Route;
 use super::auth::{Credentials, Principal};
 use super::error::Error;
+use super::listen::TcpServe;
 use super::AppState;
 
 /// One request's context for its handler.
@@ -187,27 +189,76 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let tracker = state.tracker.clone();
+    tracker.spawn(connection(state, stream, peer_uid));
+}
+
+/// Serves one connection until it closes, or until shutdown finishes the request in flight.
+async fn connection<S>(state: Arc<AppState>, stream: S, peer_uid: Option<u32>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let shutdown = state.shutdown.clone();
-    tracker.spawn(async move {
-        let svc = service_fn(move |req| handle(state.clone(), peer_uid, req));
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), svc)
-            .with_upgrades();
-        let mut conn = std::pin::pin!(conn);
-        let result = tokio::select! {
-            r = conn.as_mut() => r,
-            // Finish the request in flight, then close (idle keep-alive connections at once).
-            _ = shutdown.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        };
-        if let Err(e) = result {
-            debug!(error = %e, "connection ended with an error");
+    let svc = service_fn(move |req| handle(state.clone(), peer_uid, req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        // Finish the request in flight, then close (idle keep-alive connections at once).
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
         }
-    });
+    };
+    if let Err(e) = result {
+        debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// A TLS record starts with this byte (a handshake); anything else on a TLS port is plain HTTP.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// The answer to plain HTTP on the TLS port, so that `curl http://` says what is wrong.
+fn plain_http_refusal() -> Vec<u8> {
+    let body = serde_json::to_vec(&http::body(
+        "this port speaks only TLS: use https://",
+        "tls_required",
+    ))
+    .unwrap_or_default();
+    let mut resp = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    resp.extend_from_slice(&body);
+    resp
+}
+
+/// Does the TLS handshake (within the header-read timeout), then serves the connection.
+/// Plain HTTP gets a 400 and is closed, never served.
+async fn serve_tls(state: Arc<AppState>, stream: TcpStream, acceptor: TlsAcceptor) {
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await;
+    if !matches!(peeked, Ok(Ok(1))) {
+        return;
+    }
+    if first[0] != TLS_HANDSHAKE {
+        let mut stream = stream;
+        let _ = tokio::time::timeout(HEADER_READ_TIMEOUT, async {
+            let _ = stream.write_all(&plain_http_refusal()).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+        return;
+    }
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => connection(state, tls, None).await,
+        Ok(Err(e)) => debug!(error = %e, "tls handshake failed"),
+        Err(_) => debug!("tls handshake timed out"),
+    }
 }
 
 /// Accepts on the Unix socket until shutdown. Identity comes from SO_PEERCRED.
@@ -233,13 +284,18 @@ pub async fn serve_unix(state: Arc<AppState>, listener: UnixListener, shutdown: 
 }
 
 /// Accepts on TCP until shutdown. Identity comes from bearer tokens only.
-pub async fn serve_tcp(state: Arc<AppState>, listener: TcpListener, shutdown: CancellationToken) {
+pub async fn serve_tcp(state: Arc<AppState>, tcp: TcpServe, shutdown: CancellationToken) {
     loop {
         tokio::select! {
-            r = listener.accept() => match r {
+            r = tcp.listener.accept() => match r {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    serve_connection(state.clone(), stream, None);
+                    match &tcp.tls {
+                        Some(acceptor) => {
+                            state.tracker.spawn(serve_tls(state.clone(), stream, acceptor.clone()));
+                        }
+                        None => serve_connection(state.clone(), stream, None),
+                    }
                 }
                 Err(e) => warn!(error = %e, "tcp accept failed"),
             },
