@@ -360,10 +360,18 @@ async fn catalog_status_admin_and_token_commands_with_their_errors() {
         out.contains("status: ok") && out.contains("docker: ok (API 1."),
         "{out}"
     );
+    let text = out;
     let (code, out, _) = ctl(&d, &["status", "-o", "json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["health"]["docker"], "ok");
+    // Disk-quota support as the daemon found it (not enforced on these machines' ext4).
+    let quota = match v["version"]["disk_quota"].as_bool() {
+        Some(true) => "disk quotas: enforced",
+        Some(false) => "disk quotas: not enforced on this host",
+        None => panic!("no disk_quota in {out}"),
+    };
+    assert!(text.contains(quota), "{text}");
 
     // Users: create, set-tier, the limit, rm refused while they own containers.
     ctl(&d, &["user", "create", "gus", "--tier", "guest"]);
@@ -445,4 +453,118 @@ async fn catalog_status_admin_and_token_commands_with_their_errors() {
     assert_eq!((code, err.trim()), (1, "rexecctl: unauthorized"));
     let (code, _, _) = ctl(&d, &["token", "revoke", "tok_nope"]);
     assert_eq!(code, 1);
+}
+
+/// What a person sees: `rexecctl create` in a terminal (tmux) shows a bar for the stage in
+/// progress, the pull's megabytes included, above one line per finished stage. The frames are
+/// saved in the target dir; docs/cli.md shows one such capture.
+#[tokio::test(flavor = "multi_thread")]
+async fn rexecctl_create_in_tmux_shows_stages_and_the_pull() {
+    let d = Daemon::start();
+    d.ready().await;
+    let image = common::registry::RegistryImage::push(&d.label);
+    let (user, _) = d.user("ann", "free").await;
+    let token = d.token_for(&user.id, None).await;
+    let tmux = Tmux(format!("rexec-{}", d.label));
+    let cmd = format!(
+        "{} --socket {} --token {token} create --image custom --custom-image {} --name dev; echo EXIT=$?; sleep 600",
+        env!("CARGO_BIN_EXE_rexecctl"),
+        d.socket.display(),
+        image.reference,
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "100",
+        "-y",
+        "12",
+        &cmd,
+    ]);
+    // Mid-pull: the bar, its percentage and the bytes so far.
+    let pulling = tmux.wait_for(" of ").await;
+    assert!(
+        pulling.contains("pulling") && pulling.contains("MB"),
+        "{pulling}"
+    );
+    assert!(pulling.contains("✓ validating"), "{pulling}");
+    assert!(pulling.contains('[') && pulling.contains('%'), "{pulling}");
+    let done = tmux.wait_for("EXIT=").await;
+    assert!(done.contains("EXIT=0"), "{done}");
+    for stage in ["validating", "pulling", "creating", "starting", "ready"] {
+        assert!(done.contains(&format!("✓ {stage}")), "{stage}: {done}");
+    }
+    assert!(done.contains("dev is ready: rexecctl shell dev"), "{done}");
+    // The bar is cleared at the end: no percentage is left on the screen.
+    assert!(!done.contains('%'), "{done}");
+    let capture = format!(
+        "$ rexecctl create --image custom --custom-image {} --name dev\n\n-- during the pull --\n{}\n-- at the end --\n{}\n",
+        image.reference,
+        pulling.trim_end(),
+        done.trim_end()
+    );
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rexecctl-create.txt");
+    std::fs::write(&out, capture).unwrap();
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_clap_definitions() {
+    let ctl = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rexecctl"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // bash loads the script and registers the completion; zsh and fish get theirs.
+    let (code, script) = ctl(&["completion", "bash"]);
+    assert_eq!(code, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rexecctl.bash");
+    std::fs::write(&path, &script).unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {}; complete -p rexecctl", path.display()))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("-F _rexecctl"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for word in ["create", "set-tier", "--custom-image", "--cacert"] {
+        assert!(script.contains(word), "bash completion lacks {word}");
+    }
+    let (code, zsh) = ctl(&["completion", "zsh"]);
+    assert!(code == 0 && zsh.starts_with("#compdef rexecctl"), "{zsh}");
+    let (code, fish) = ctl(&["completion", "fish"]);
+    assert!(code == 0 && fish.contains("complete -c rexecctl"), "{fish}");
+    assert_eq!(ctl(&["completion", "tcsh"]).0, 2);
+
+    // One page for rexecctl, one per (nested) command, and rexecd's in section 8.
+    let (code, _) = ctl(&["man", &dir.path().join("man").display().to_string()]);
+    assert_eq!(code, 0);
+    let page = |name: &str| std::fs::read_to_string(dir.path().join("man").join(name)).unwrap();
+    assert!(page("rexecctl.1").starts_with(".ie"), "roff");
+    assert!(page("rexecctl.1").contains(".TH rexecctl 1"));
+    assert!(page("rexecctl-create.1").contains("detach"));
+    assert!(page("rexecctl-user-set-tier.1").contains(".TH rexecctl-user-set-tier 1"));
+    let rexecd = page("rexecd.8");
+    assert!(rexecd.contains(".TH rexecd 8") && rexecd.contains("socket activation"));
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("man"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("help") || n.contains("-man")),
+        "{names:?}"
+    );
+    assert_eq!(names.len(), 26, "{names:?}");
 }

@@ -3,63 +3,10 @@
 
 mod common;
 
-use common::docker;
 use common::events::Events;
+use common::registry::{RegistryImage, REGISTRY};
 use common::{custom_req, Daemon};
 use rexec::api::{ContainerStatus, Stage};
-
-const REGISTRY: &str = "127.0.0.1:5000";
-
-/// An image that exists only in the registry: a fresh layer of random bytes on the test
-/// image, pushed, then removed locally so that a create must pull it.
-struct RegistryImage {
-    reference: String,
-}
-
-impl RegistryImage {
-    fn push(label: &str) -> Self {
-        let tag = uuid::Uuid::new_v4().simple().to_string();
-        let reference = format!("{REGISTRY}/rexec/pull-{tag}:v1");
-        let builder = format!("rexec-pull-build-{tag}");
-        let (ok, out) = docker::run(&[
-            "run",
-            "--name",
-            &builder,
-            "--network",
-            "none",
-            "--label",
-            &format!("rexec.test={label}"),
-            common::TEST_IMAGE,
-            "sh",
-            "-c",
-            "head -c 48000000 /dev/urandom > /blob",
-        ]);
-        assert!(ok, "{out}");
-        let (ok, out) = docker::run(&[
-            "commit",
-            "--change",
-            &format!("LABEL rexec.test={label}"),
-            &builder,
-            &reference,
-        ]);
-        assert!(ok, "{out}");
-        docker::run(&["rm", "-f", &builder]);
-        let (ok, out) = docker::run(&["push", &reference]);
-        assert!(
-            ok,
-            "is the test registry up? run `sudo scripts/test-env.sh`: {out}"
-        );
-        let (ok, out) = docker::run(&["rmi", &reference]);
-        assert!(ok, "{out}");
-        Self { reference }
-    }
-}
-
-impl Drop for RegistryImage {
-    fn drop(&mut self) {
-        docker::run(&["rmi", "-f", &self.reference]);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pull_shows_real_progress() {

@@ -27,4 +27,8 @@ pub struct Version {
     pub api_version: String,
     #[serde(default)]
     pub docker_api_version: Option<String>,
+    /// Whether `disk_mb` is enforced on this host (Docker's `storage-opt size`); false until
+    /// Docker has been reached.
+    #[serde(default)]
+    pub disk_quota: bool,
 }

@@ -1,8 +1,6 @@
 //! `rexecd`: parse flags, load the config, set up logging, run the daemon.
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
@@ -10,25 +8,6 @@ use rexec::daemon::config::{Config, Overrides};
 use rexec::daemon::listen::Inherited;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
-
-/// The rexec daemon: disposable Linux development containers on the local Docker engine.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    /// Config file (TOML). Default: /etc/rexec/rexecd.toml as root, else ~/.config/rexec/rexecd.toml.
-    /// Give it several times to layer files: a later file's keys win.
-    #[arg(long)]
-    config: Vec<PathBuf>,
-    /// Unix socket path.
-    #[arg(long)]
-    socket: Option<PathBuf>,
-    /// Directory of the redb database.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Also listen on TCP (bearer tokens only), e.g. 127.0.0.1:8088.
-    #[arg(long)]
-    tcp: Option<SocketAddr>,
-}
 
 fn init_logging(level: &str) {
     use tracing_subscriber::prelude::*;
@@ -64,13 +43,7 @@ fn start() -> anyhow::Result<()> {
     // Before any other thread exists: this unsets LISTEN_FDS and friends.
     // SAFETY: single-threaded here, nothing else reads or writes the environment.
     let inherited = unsafe { Inherited::take() }?;
-    let args = Args::parse();
-    let config = Config::load(&Overrides {
-        config: args.config,
-        socket: args.socket,
-        data_dir: args.data_dir,
-        tcp: args.tcp,
-    })?;
+    let config = Config::load(&Overrides::parse())?;
     init_logging(&config.log.level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

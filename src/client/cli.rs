@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -136,6 +136,12 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print a shell completion script, e.g. `rexecctl completion bash >
+    /// /etc/bash_completion.d/rexecctl` (the package installs them).
+    Completion { shell: clap_complete::Shell },
+    /// Write the man pages (rexecctl.1, rexecctl-COMMAND.1 and rexecd.8) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 #[derive(Args)]
@@ -260,6 +266,16 @@ pub async fn run(cli: Cli) -> Result<i32, ClientError> {
     let json = cli.output == Output::Json;
     let mut out = std::io::stdout();
     match cli.command {
+        Command::Completion { shell } => {
+            // Into a buffer first: `generate` panics on a closed pipe (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "rexecctl", &mut script);
+            let _ = out.write_all(&script);
+        }
+        Command::Man { dir } => {
+            write_man_pages(&dir)
+                .map_err(|e| ClientError::Io(format!("{}: {e}", dir.display())))?;
+        }
         Command::Create(args) => return create(&client, args, json).await,
         Command::Ls { all } => {
             let list = if all {
@@ -410,12 +426,18 @@ pub async fn run(cli: Cli) -> Result<i32, ClientError> {
                     api::HealthStatus::Degraded => "degraded",
                 };
                 let _ = writeln!(out, "status: {status}");
-                let docker = match (docker_ok, version.docker_api_version) {
+                let docker = match (docker_ok, &version.docker_api_version) {
                     (true, Some(v)) => format!("ok (API {v})"),
                     (true, None) => "ok".to_string(),
                     (false, _) => "unavailable".to_string(),
                 };
                 let _ = writeln!(out, "docker: {docker}");
+                let quota = match (version.disk_quota, &version.docker_api_version) {
+                    (true, _) => "enforced",
+                    (false, Some(_)) => "not enforced on this host (needs overlay2 on xfs with pquota, btrfs or zfs; disk_mb is recorded only)",
+                    (false, None) => "unknown until Docker is reached",
+                };
+                let _ = writeln!(out, "disk quotas: {quota}");
             }
             if !docker_ok {
                 return Ok(exit::API);
@@ -546,7 +568,7 @@ async fn cp(client: &Client, src: &str, dst: &str) -> Result<i32, ClientError> {
             };
             let mut file = tokio::fs::File::create(&target)
                 .await
-                .map_err(|e| ClientError::Protocol(format!("{}: {e}", target.display())))?;
+                .map_err(|e| ClientError::Io(format!("{}: {e}", target.display())))?;
             let n = client.download(name, path, &mut file).await;
             if n.is_err() {
                 let _ = tokio::fs::remove_file(&target).await;
@@ -754,6 +776,7 @@ async fn create(client: &Client, args: CreateArgs, json: bool) -> Result<i32, Cl
     let Some(ws) = events.as_mut() else {
         return Ok(exit::OK);
     };
+    let mut view = ProgressView::new(!json);
     while let Some(msg) = ws.next().await {
         let Ok(Message::Text(text)) = msg else {
             continue;
@@ -767,22 +790,21 @@ async fn create(client: &Client, args: CreateArgs, json: bool) -> Result<i32, Cl
         if p.id != created.db_id {
             continue;
         }
-        if !json {
-            println!(
-                "[{:>3}%] {:<12} {}",
-                p.progress,
-                p.stage.as_str(),
-                p.message
-            );
-        }
+        view.update(&p);
         if p.complete {
+            view.finish();
             if json {
                 if let Some(c) = &p.container {
                     print_json(c);
                 }
             }
             return Ok(match p.stage {
-                api::Stage::Ready => exit::OK,
+                api::Stage::Ready => {
+                    if !json {
+                        println!("{} is ready: rexecctl shell {}", created.name, created.name);
+                    }
+                    exit::OK
+                }
                 _ => {
                     eprintln!("rexecctl: creation failed: {}", p.error.unwrap_or_default());
                     exit::FAILED
@@ -795,6 +817,120 @@ async fn create(client: &Client, args: CreateArgs, json: bool) -> Result<i32, Cl
     ))
 }
 
+/// rexecctl's page, one per subcommand (`rexecctl-user-create.1`, ...), and rexecd's (section 8).
+fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    fn render(cmd: clap::Command, section: &str, path: PathBuf) -> std::io::Result<()> {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd)
+            .section(section)
+            .render(&mut page)?;
+        std::fs::write(path, page)
+    }
+    fn walk(cmd: &clap::Command, name: &str, dir: &std::path::Path) -> std::io::Result<()> {
+        let documented = |c: &&clap::Command| !c.is_hide_set() && c.get_name() != "help";
+        for sub in cmd.get_subcommands().filter(documented) {
+            let sub_name = format!("{name}-{}", sub.get_name());
+            let page = sub.clone().name(sub_name.clone());
+            render(page, "1", dir.join(format!("{sub_name}.1")))?;
+            walk(sub, &sub_name, dir)?;
+        }
+        Ok(())
+    }
+    let mut cmd = Cli::command();
+    cmd.build();
+    render(cmd.clone(), "1", dir.join("rexecctl.1"))?;
+    walk(&cmd, "rexecctl", dir)?;
+    render(
+        crate::daemon::config::Overrides::command(),
+        "8",
+        dir.join("rexecd.8"),
+    )
+}
+
+/// A creation's progress as a person sees it: on a terminal, a bar for the current stage
+/// (the pull's bytes in its message) above one line per finished stage; otherwise, one line
+/// per update, for logs and scripts.
+struct ProgressView {
+    show: bool,
+    bar: Option<indicatif::ProgressBar>,
+    stage: Option<(api::Stage, String, std::time::Instant)>,
+    started: std::time::Instant,
+}
+
+impl ProgressView {
+    fn new(show: bool) -> Self {
+        use std::io::IsTerminal;
+        let bar = (show && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(100);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner:.green} {prefix:<11.bold} [{bar:30.cyan/blue}] {pos:>3}%  {wide_msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            bar
+        });
+        Self {
+            show,
+            bar,
+            stage: None,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn update(&mut self, p: &api::Progress) {
+        let Some(bar) = self.bar.clone() else {
+            if self.show {
+                println!(
+                    "[{:>3}%] {:<12} {}",
+                    p.progress,
+                    p.stage.as_str(),
+                    p.message
+                );
+            }
+            return;
+        };
+        if self.stage.as_ref().map(|s| s.0) != Some(p.stage) {
+            self.end_stage();
+            self.stage = Some((p.stage, String::new(), std::time::Instant::now()));
+            bar.set_prefix(p.stage.as_str());
+        }
+        if let Some(stage) = &mut self.stage {
+            stage.1.clone_from(&p.message);
+        }
+        bar.set_position(p.progress.into());
+        bar.set_message(p.message.clone());
+    }
+
+    /// Prints the finished stage's line above the bar: `✓ pulling     Image pulled (1.2 s)`;
+    /// the last one (ready or error) gives the whole creation's time.
+    fn end_stage(&mut self) {
+        let Some((stage, message, started)) = self.stage.take() else {
+            return;
+        };
+        let Some(bar) = &self.bar else {
+            return;
+        };
+        let secs = |t: std::time::Instant| t.elapsed().as_secs_f64();
+        let (mark, time) = match stage {
+            api::Stage::Ready => ("✓", format!("{:.1} s in all", secs(self.started))),
+            api::Stage::Error => ("✗", format!("{:.1} s in all", secs(self.started))),
+            _ => ("✓", format!("{:.1} s", secs(started))),
+        };
+        bar.println(format!("{mark} {:<11} {message} ({time})", stage.as_str()));
+    }
+
+    fn finish(&mut self) {
+        self.end_stage();
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// The exit code for an error.
 pub fn exit_code(e: &ClientError) -> i32 {
     match e {
@@ -802,5 +938,6 @@ pub fn exit_code(e: &ClientError) -> i32 {
         ClientError::Connect { .. } => exit::UNREACHABLE,
         ClientError::Protocol(_) => exit::API,
         ClientError::Tls(_) => exit::USAGE,
+        ClientError::Io(_) => exit::API,
     }
 }

@@ -42,6 +42,9 @@ pub enum ClientError {
     /// The client's own TLS settings are unusable (a bad `--cacert` file).
     #[error("{0}")]
     Tls(String),
+    /// A local file could not be read or written.
+    #[error("{0}")]
+    Io(String),
 }
 
 pub type Result<T> = std::result::Result<T, ClientError>;
@@ -304,7 +307,7 @@ impl Client {
     ) -> Result<api::UploadResponse> {
         let file = tokio::fs::File::open(local)
             .await
-            .map_err(|e| ClientError::Protocol(format!("{}: {e}", local.display())))?;
+            .map_err(|e| ClientError::Io(format!("{}: {e}", local.display())))?;
         let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
         let boundary = format!("rexec-{}", uuid::Uuid::new_v4().simple());
         let quoted = name.replace(['"', '\\', '\r', '\n'], "_");

@@ -25,14 +25,29 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// Values given on the command line; they win over the file.
-#[derive(Debug, Default, Clone)]
+/// Values given on the command line (rexecd's flags); they win over the file.
+#[derive(Debug, Default, Clone, clap::Parser)]
+#[command(
+    name = "rexecd",
+    version,
+    about = "The rexec daemon: disposable Linux development containers on the local Docker engine",
+    long_about = "The rexec daemon: disposable Linux development containers on the local Docker engine.\n\nIt serves the rexec container API on a Unix socket (and on TCP when configured), keeps its records in a redb database in the data directory, and drives the Docker engine. Under systemd it is started by rexecd.service or, with socket activation, by rexecd.socket; it sends readiness (Type=notify) and logs to the journal.",
+    after_help = "Files:\n  /etc/rexec/rexecd.toml    the config (every key commented)\n  /var/lib/rexec/rexec.redb the database\n  /run/rexec/rexecd.sock    the API socket\n\nExamples:\n  rexecd --config /etc/rexec/rexecd.toml\n  rexecd --config /etc/rexec/rexecd.toml --config ./local.toml --tcp 127.0.0.1:8088\n\nSee docs/operations.md (installed in /usr/share/doc/rexec) and rexecctl(1)."
+)]
 pub struct Overrides {
-    /// Config files, merged in order: a later file's keys win (tables merge key by key).
-    /// Empty: the default file, if it exists.
+    /// Config file (TOML). Default: /etc/rexec/rexecd.toml as root, else
+    /// ~/.config/rexec/rexecd.toml. Give it several times to layer files: they merge in
+    /// order, a later file's keys winning (tables merge key by key).
+    #[arg(long, value_name = "FILE")]
     pub config: Vec<PathBuf>,
+    /// Unix socket path (server.socket).
+    #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Directory of the redb database (server.data_dir).
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Also listen on TCP (bearer tokens only), e.g. 127.0.0.1:8088 (server.tcp).
+    #[arg(long, value_name = "ADDR:PORT")]
     pub tcp: Option<SocketAddr>,
 }
 

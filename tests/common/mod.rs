@@ -7,6 +7,7 @@
 pub mod docker;
 pub mod events;
 pub mod net;
+pub mod registry;
 pub mod term;
 
 use std::net::TcpListener;

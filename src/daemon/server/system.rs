@@ -22,9 +22,11 @@ pub fn health(ctx: &Ctx) -> HttpResult {
 }
 
 pub fn version(ctx: &Ctx) -> HttpResult {
+    let facts = ctx.state.spec.facts();
     ok(&api::Version {
         version: env!("CARGO_PKG_VERSION").into(),
         api_version: api::API_VERSION.into(),
-        docker_api_version: ctx.state.spec.facts().api_version,
+        docker_api_version: facts.api_version,
+        disk_quota: facts.disk_supported,
     })
 }
