@@ -5,7 +5,9 @@
 //! - [`api`]: the wire contract, shared by the daemon, the client and the tests.
 //! - [`daemon`]: everything only `rexecd` needs.
 //! - [`client`]: the typed client and the `rexecctl` commands.
+//! - [`tls`]: PEM reading shared by the daemon's TLS listener and the client.
 
 pub mod api;
 pub mod client;
 pub mod daemon;
+pub mod tls;

@@ -46,7 +46,20 @@ async fn bootstrap_and_manage_containers() {
         all.extend_from_slice(args);
         ctl(&d, &all)
     };
-    let (code, out, err) = as_ann(&["create", "--image", "alpine:latest", "--name", "dev"]);
+    let (code, _, err) = as_ann(&["create", "--image", "alpine:latest", "-e", "novalue"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("expected KEY=VALUE"), "{err}");
+    let (code, out, err) = as_ann(&[
+        "create",
+        "--image",
+        "alpine:latest",
+        "--name",
+        "dev",
+        "-e",
+        "GREETING=hi=there",
+        "--label",
+        "team=core",
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("creating dev"), "{out}");
     assert!(out.contains("validating") && out.contains("ready"), "{out}");
@@ -61,6 +74,9 @@ async fn bootstrap_and_manage_containers() {
         (v["name"].as_str(), v["status"].as_str()),
         (Some("dev"), Some("running"))
     );
+    assert_eq!(v["labels"]["team"], "core", "{out}");
+    let (code, out, _) = as_ann(&["exec", "dev", "--", "sh", "-c", "echo $GREETING"]);
+    assert_eq!((code, out.as_str()), (0, "hi=there\n"));
     // exec: output printed, the command's exit code passed through.
     let (code, out, err) = as_ann(&[
         "exec",
@@ -524,6 +540,19 @@ fn completions_and_man_pages_come_from_the_clap_definitions() {
     // bash loads the script and registers the completion; zsh and fish get theirs.
     let (code, script) = ctl(&["completion", "bash"]);
     assert_eq!(code, 0);
+    // Neither needs a daemon nor a usable client: a bad --cacert does not get in the way.
+    let with_bad_ca = Command::new(env!("CARGO_BIN_EXE_rexecctl"))
+        .args([
+            "--url",
+            "https://127.0.0.1:1",
+            "--cacert",
+            "/nonexistent.pem",
+        ])
+        .args(["completion", "bash"])
+        .output()
+        .unwrap();
+    assert!(with_bad_ca.status.success());
+    assert_eq!(String::from_utf8_lossy(&with_bad_ca.stdout), script);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rexecctl.bash");
     std::fs::write(&path, &script).unwrap();
@@ -567,4 +596,85 @@ fn completions_and_man_pages_come_from_the_clap_definitions() {
         "{names:?}"
     );
     assert_eq!(names.len(), 26, "{names:?}");
+}
+
+/// Every command's two common failures: a daemon that is not there (exit 3, one line naming
+/// the socket) and, for the commands that take a container, one that does not exist or is
+/// another user's (exit 1, the API's message).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_command_reports_an_unreachable_daemon_and_unknown_containers() {
+    let commands: &[&[&str]] = &[
+        &["create", "--image", "alpine:latest"],
+        &["ls"],
+        &["get", "x"],
+        &["start", "x"],
+        &["stop", "x"],
+        &["rm", "x"],
+        &["exec", "x", "--", "true"],
+        &["shell", "x"],
+        &["cp", "x:/etc/hostname", "/tmp/rexec-never-written"],
+        &["setup", "x"],
+        &["events"],
+        &["images"],
+        &["roles"],
+        &["status"],
+        &["user", "create", "u"],
+        &["user", "ls"],
+        &["user", "set-tier", "u", "pro"],
+        &["user", "rm", "u"],
+        &["token", "create"],
+        &["token", "ls"],
+        &["token", "revoke", "t"],
+    ];
+    for args in commands {
+        let out = Command::new(env!("CARGO_BIN_EXE_rexecctl"))
+            .args(["--socket", "/nonexistent/rexecd.sock"])
+            .args(*args)
+            .env_remove("REXEC_URL")
+            .env_remove("REXEC_TOKEN")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(
+            err.starts_with("rexecctl: cannot reach rexecd at /nonexistent/rexecd.sock")
+                && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+
+    let d = Daemon::start();
+    d.ready().await;
+    let (_, c) = d.user("ann", "free").await;
+    let theirs = c
+        .create_container(&common::create_req("alpine", Some("annbox")))
+        .await
+        .unwrap();
+    common::wait_running(&c, &theirs.db_id).await;
+    ctl(&d, &["user", "create", "bob", "--tier", "free"]);
+    let (_, bob, _) = ctl(&d, &["token", "create", "--user", "bob"]);
+    let bob = bob.trim().to_string();
+    for id in ["nope", "annbox", theirs.db_id.as_str()] {
+        for args in [
+            vec!["get", id],
+            vec!["start", id],
+            vec!["stop", id],
+            vec!["rm", id],
+            vec!["exec", id, "--", "true"],
+            vec!["shell", id],
+            vec!["setup", id],
+        ] {
+            let mut all = vec!["--token", bob.as_str()];
+            all.extend_from_slice(&args);
+            let (code, out, err) = ctl(&d, &all);
+            assert_eq!(
+                (code, err.trim()),
+                (1, "rexecctl: container not found"),
+                "{args:?}: {out}"
+            );
+        }
+    }
+    // ann's container is untouched by all of that.
+    let still = c.get_container(&theirs.db_id).await.unwrap();
+    assert_eq!(still.status, rexec::api::ContainerStatus::Running);
 }

@@ -16,7 +16,13 @@ fn init_logging(level: &str) {
     // Under systemd (journald's stream on stderr), log structured fields to the journal.
     let journald = std::env::var_os("JOURNAL_STREAM")
         .is_some()
-        .then(|| tracing_journald::layer().ok())
+        // Fields become REXEC_<NAME> journal fields (REXEC_CONTAINER_ID=...), clear of
+        // journald's own.
+        .then(|| {
+            tracing_journald::layer()
+                .ok()
+                .map(|l| l.with_field_prefix(Some("REXEC".into())))
+        })
         .flatten();
     let registry = tracing_subscriber::registry().with(filter);
     match journald {

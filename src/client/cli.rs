@@ -171,9 +171,23 @@ pub struct CreateArgs {
     pub cpu_shares: Option<u64>,
     #[arg(long)]
     pub disk_mb: Option<u64>,
+    /// An environment variable for the container, KEY=VALUE (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = key_value)]
+    pub environment: Vec<(String, String)>,
+    /// A label on the container, KEY=VALUE (repeatable).
+    #[arg(long = "label", short = 'l', value_name = "KEY=VALUE", value_parser = key_value)]
+    pub labels: Vec<(String, String)>,
     /// Return once the creation is accepted.
     #[arg(long)]
     pub detach: bool,
+}
+
+/// `KEY=VALUE`; the value may be empty and may hold `=`.
+fn key_value(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {arg:?}")),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -262,20 +276,26 @@ impl Cli {
 
 /// Runs a command; the error is what to print.
 pub async fn run(cli: Cli) -> Result<i32, ClientError> {
-    let client = cli.client()?;
-    let json = cli.output == Output::Json;
     let mut out = std::io::stdout();
-    match cli.command {
+    // The commands that need no daemon, nor a client (whose --cacert might be unusable).
+    match &cli.command {
         Command::Completion { shell } => {
             // Into a buffer first: `generate` panics on a closed pipe (`| head`).
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "rexecctl", &mut script);
+            clap_complete::generate(*shell, &mut Cli::command(), "rexecctl", &mut script);
             let _ = out.write_all(&script);
+            return Ok(exit::OK);
         }
         Command::Man { dir } => {
-            write_man_pages(&dir)
-                .map_err(|e| ClientError::Io(format!("{}: {e}", dir.display())))?;
+            write_man_pages(dir).map_err(|e| ClientError::Io(format!("{}: {e}", dir.display())))?;
+            return Ok(exit::OK);
         }
+        _ => {}
+    }
+    let client = cli.client()?;
+    let json = cli.output == Output::Json;
+    match cli.command {
+        Command::Completion { .. } | Command::Man { .. } => {}
         Command::Create(args) => return create(&client, args, json).await,
         Command::Ls { all } => {
             let list = if all {
@@ -757,7 +777,8 @@ async fn create(client: &Client, args: CreateArgs, json: bool) -> Result<i32, Cl
         memory_mb: args.memory_mb,
         cpu_shares: args.cpu_shares,
         disk_mb: args.disk_mb,
-        ..Default::default()
+        environment: args.environment.into_iter().collect(),
+        labels: args.labels.into_iter().collect(),
     };
     // Subscribe first so that no progress event is missed.
     let mut events = if args.detach {
@@ -894,7 +915,8 @@ impl ProgressView {
             return;
         };
         if self.stage.as_ref().map(|s| s.0) != Some(p.stage) {
-            self.end_stage();
+            // The stage an error ends did not finish: it gets the ✗.
+            self.end_stage(p.stage == api::Stage::Error);
             self.stage = Some((p.stage, String::new(), std::time::Instant::now()));
             bar.set_prefix(p.stage.as_str());
         }
@@ -907,7 +929,7 @@ impl ProgressView {
 
     /// Prints the finished stage's line above the bar: `✓ pulling     Image pulled (1.2 s)`;
     /// the last one (ready or error) gives the whole creation's time.
-    fn end_stage(&mut self) {
+    fn end_stage(&mut self, failed: bool) {
         let Some((stage, message, started)) = self.stage.take() else {
             return;
         };
@@ -918,13 +940,25 @@ impl ProgressView {
         let (mark, time) = match stage {
             api::Stage::Ready => ("✓", format!("{:.1} s in all", secs(self.started))),
             api::Stage::Error => ("✗", format!("{:.1} s in all", secs(self.started))),
+            _ if failed => ("✗", format!("{:.1} s", secs(started))),
             _ => ("✓", format!("{:.1} s", secs(started))),
         };
         bar.println(format!("{mark} {:<11} {message} ({time})", stage.as_str()));
     }
 
     fn finish(&mut self) {
-        self.end_stage();
+        self.end_stage(false);
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The stream can end (or the command fail) before the creation does: the bar is still
+/// cleared, and the last stage is marked unfinished.
+impl Drop for ProgressView {
+    fn drop(&mut self) {
+        self.end_stage(true);
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }

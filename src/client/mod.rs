@@ -16,8 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use hyperlocal::UnixConnector;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio_rustls::rustls;
@@ -102,14 +101,12 @@ fn tls_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
 
 /// TLS settings trusting only the CA certificates in a PEM file (like `curl --cacert`).
 fn ca_file_config(path: &Path) -> Result<Arc<rustls::ClientConfig>> {
-    let bad =
-        |e: &dyn std::fmt::Display| ClientError::Tls(format!("CA file {}: {e}", path.display()));
+    let bad = |e: &dyn std::fmt::Display| ClientError::Tls(format!("CA file {e}"));
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
-        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
-    }
-    if roots.is_empty() {
-        return Err(bad(&"no certificate in the file"));
+    for cert in crate::tls::read_pem_certs(path).map_err(|e| bad(&e))? {
+        roots
+            .add(cert)
+            .map_err(|e| bad(&format!("{}: {e}", path.display())))?;
     }
     Ok(tls_config(roots))
 }
@@ -592,7 +589,12 @@ impl Client {
             ),
             Endpoint::Tcp(base) => {
                 let uri: hyper::Uri = base.parse().map_err(|e| connect_err(&e))?;
-                let host = uri.host().unwrap_or_default().to_string();
+                // An IPv6 literal without its brackets, for connect and for SNI.
+                let host = uri
+                    .host()
+                    .unwrap_or_default()
+                    .trim_matches(['[', ']'])
+                    .to_string();
                 let port = uri
                     .port_u16()
                     .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
@@ -600,15 +602,15 @@ impl Client {
                     .authority()
                     .map(|a| a.as_str().to_string())
                     .unwrap_or_default();
-                let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
                     .await
                     .map_err(|e| connect_err(&e))?;
                 let _ = tcp.set_nodelay(true);
                 let stream: Box<dyn AsyncStream> = match &self.tls {
                     None => Box::new(tcp),
                     Some(config) => {
-                        let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
-                            .map_err(|e| connect_err(&e))?;
+                        let name =
+                            ServerName::try_from(host.clone()).map_err(|e| connect_err(&e))?;
                         let tls = tokio_rustls::TlsConnector::from(config.clone())
                             .connect(name, tcp)
                             .await

@@ -313,25 +313,42 @@ impl Config {
             [] => vec![(default_paths().config, false)],
             given => given.iter().map(|p| (p.clone(), true)).collect(),
         };
-        let mut merged = toml::Table::new();
+        let mut tables = Vec::new();
         for (path, required) in files {
             let text = match std::fs::read_to_string(&path) {
                 Ok(text) => text,
                 Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(source) => return Err(ConfigError::Read { path, source }),
             };
-            let parse_err = |source| ConfigError::Parse {
+            let table: toml::Table = text.parse().map_err(|source| ConfigError::Parse {
                 path: path.clone(),
                 source: Box::new(source),
-            };
-            let table: toml::Table = text.parse().map_err(parse_err)?;
-            // Each file must be valid on its own, so an error names the file it is in.
-            Self::deserialize(table.clone()).map_err(parse_err)?;
-            merge(&mut merged, table);
+            })?;
+            tables.push((path, table));
         }
-        let mut config = Self::deserialize(merged).map_err(|source| ConfigError::Parse {
-            path: "(merged files)".into(),
-            source: Box::new(source),
+        let mut merged = toml::Table::new();
+        for (_, table) in &tables {
+            merge(&mut merged, table.clone());
+        }
+        let mut config = Self::deserialize(merged).map_err(|source| {
+            // Name the file that holds an unknown key. Other errors (a missing field, say)
+            // belong to the merged result: a file may rightly hold only part of a table.
+            let culprit = tables.iter().find(|(_, t)| {
+                Self::deserialize(t.clone()).is_err_and(|e| e.message().contains("unknown field"))
+            });
+            let path = match culprit {
+                Some((path, _)) => path.clone(),
+                None => tables
+                    .iter()
+                    .map(|(p, _)| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+                    .into(),
+            };
+            ConfigError::Parse {
+                path,
+                source: Box::new(source),
+            }
         })?;
         if let Some(s) = &overrides.socket {
             config.server.socket = s.clone();
@@ -534,6 +551,16 @@ mod tests {
         assert_eq!(c.server.socket, PathBuf::from("/b.sock"));
         assert_eq!(c.server.max_concurrent_creations, 2);
         assert_eq!(c.images["alpine:latest"].docker, "local/alpine");
+
+        // A file may hold part of a table that another file completes.
+        std::fs::write(&over, "[images.\"alpine:latest\"]\nmin_tier = \"pro\"\n").unwrap();
+        let c = Config::load(&Overrides {
+            config: vec![base.clone(), over.clone()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.images["alpine:latest"].docker, "alpine:3");
+        assert_eq!(c.images["alpine:latest"].min_tier, Some(Tier::Pro));
 
         // A bad key is reported with the file it is in; a missing given file is an error.
         std::fs::write(&over, "[server]\nsokcet = 1\n").unwrap();

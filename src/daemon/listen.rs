@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::PrivateKeyDer;
 use tokio::net::{TcpListener, UnixListener};
 use tokio_rustls::{rustls, TlsAcceptor};
 use tracing::warn;
@@ -182,13 +182,7 @@ fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, StartError> {
     let err = |path: &Path, e: &dyn std::fmt::Display| {
         StartError::Tls(format!("{}: {e}", path.display()))
     };
-    let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| err(cert, &e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(cert, &e))?;
-    if chain.is_empty() {
-        return Err(err(cert, &"no certificate in the file"));
-    }
+    let chain = crate::tls::read_pem_certs(cert).map_err(StartError::Tls)?;
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| err(key, &e))?;
     let mut tls = rustls::ServerConfig::builder()
         .with_no_client_auth()

@@ -115,6 +115,9 @@ fn prepare_dir(path: &Path, mode: u32) -> Result<(), StartError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)
 }
 
+/// How long start-up waits for Docker before it reports ready anyway.
+const READY_WAIT_FOR_DOCKER: Duration = Duration::from_secs(10);
+
 /// Runs the daemon until `shutdown` is cancelled (the binary cancels it on SIGTERM/SIGINT).
 /// `inherited` holds the sockets of a socket activation ([`listen::Inherited::take`]).
 pub async fn run(
@@ -233,10 +236,22 @@ pub async fn run(
     if let Some(tcp) = tcp {
         tracker.spawn(server::serve_tcp(state.clone(), tcp, shutdown.clone()));
     }
-    listen::notify_ready(&match tcp_desc {
+    // Ready means able to create: give the monitor a moment to reach Docker first. If Docker
+    // is down, rexecd is still ready (reads work, creates get 503) and the status says so.
+    let docker_up = tokio::select! {
+        r = tokio::time::timeout(READY_WAIT_FOR_DOCKER, state.availability.wait_up()) => r.is_ok(),
+        _ = shutdown.cancelled() => false,
+    };
+    let serving = match tcp_desc {
         Some(tcp) => format!("serving on {unix_path} and {tcp}"),
         None => format!("serving on {unix_path}"),
-    });
+    };
+    if !shutdown.is_cancelled() {
+        listen::notify_ready(&match docker_up {
+            true => serving,
+            false => format!("{serving}; Docker unavailable"),
+        });
+    }
 
     shutdown.cancelled().await;
     info!("shutting down");

@@ -4,7 +4,6 @@
 mod docker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
@@ -219,15 +218,27 @@ pub async fn address_on(engine: &dyn Engine, network: &str, id: &str) -> Option<
 
 /// Whether the engine answered recently. Set by the monitor and by failing calls; read by
 /// `/health` and by create, which refuses work while Docker is down.
-#[derive(Debug, Default)]
-pub struct Availability(AtomicBool);
+#[derive(Debug)]
+pub struct Availability(tokio::sync::watch::Sender<bool>);
+
+impl Default for Availability {
+    fn default() -> Self {
+        Self(tokio::sync::watch::Sender::new(false))
+    }
+}
 
 impl Availability {
     pub fn is_up(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        *self.0.borrow()
     }
 
+    /// Sets the state; returns the previous one.
     pub fn set(&self, up: bool) -> bool {
-        self.0.swap(up, Ordering::Relaxed)
+        self.0.send_replace(up)
+    }
+
+    /// Waits until the engine is up (at once if it is).
+    pub async fn wait_up(&self) {
+        let _ = self.0.subscribe().wait_for(|up| *up).await;
     }
 }

@@ -22,7 +22,7 @@ use hyper::header::{AUTHORIZATION, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -237,24 +237,50 @@ fn plain_http_refusal() -> Vec<u8> {
     resp
 }
 
-/// Does the TLS handshake (within the header-read timeout), then serves the connection.
-/// Plain HTTP gets a 400 and is closed, never served.
-async fn serve_tls(state: Arc<AppState>, stream: TcpStream, acceptor: TlsAcceptor) {
+/// How long a TLS client has to send its first byte and finish the handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connections still in the handshake at once; more are closed at once, so that idle
+/// unauthenticated sockets cannot use up the daemon's file descriptors.
+const MAX_PENDING_HANDSHAKES: usize = 256;
+/// After a failed accept (EMFILE, say), wait this long rather than spin.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Does the TLS handshake (the first byte and the handshake within
+/// [`TLS_HANDSHAKE_TIMEOUT`]), then serves the connection. Plain HTTP gets a 400 and is
+/// closed, never served.
+async fn serve_tls(
+    state: Arc<AppState>,
+    mut stream: TcpStream,
+    acceptor: TlsAcceptor,
+    pending: tokio::sync::OwnedSemaphorePermit,
+) {
+    let deadline = tokio::time::Instant::now() + TLS_HANDSHAKE_TIMEOUT;
     let mut first = [0u8; 1];
-    let peeked = tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await;
+    let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut first)).await;
     if !matches!(peeked, Ok(Ok(1))) {
         return;
     }
     if first[0] != TLS_HANDSHAKE {
-        let mut stream = stream;
-        let _ = tokio::time::timeout(HEADER_READ_TIMEOUT, async {
+        let _ = tokio::time::timeout_at(deadline, async {
             let _ = stream.write_all(&plain_http_refusal()).await;
             let _ = stream.shutdown().await;
+            // Read what the client sent: closing with unread input would reset the
+            // connection, and the client might never see the 400.
+            let mut sink = [0u8; 4096];
+            let mut left: usize = 64 * 1024;
+            while left > 0 {
+                match stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
         })
         .await;
         return;
     }
-    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+    let tls = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await;
+    drop(pending);
+    match tls {
         Ok(Ok(tls)) => connection(state, tls, None).await,
         Ok(Err(e)) => debug!(error = %e, "tls handshake failed"),
         Err(_) => debug!("tls handshake timed out"),
@@ -276,7 +302,10 @@ pub async fn serve_unix(state: Arc<AppState>, listener: UnixListener, shutdown: 
                     };
                     serve_connection(state.clone(), stream, uid);
                 }
-                Err(e) => warn!(error = %e, "unix accept failed"),
+                Err(e) => {
+                    warn!(error = %e, "unix accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
             },
             _ = shutdown.cancelled() => return,
         }
@@ -285,19 +314,32 @@ pub async fn serve_unix(state: Arc<AppState>, listener: UnixListener, shutdown: 
 
 /// Accepts on TCP until shutdown. Identity comes from bearer tokens only.
 pub async fn serve_tcp(state: Arc<AppState>, tcp: TcpServe, shutdown: CancellationToken) {
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     loop {
         tokio::select! {
             r = tcp.listener.accept() => match r {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    match &tcp.tls {
-                        Some(acceptor) => {
-                            state.tracker.spawn(serve_tls(state.clone(), stream, acceptor.clone()));
+                    let Some(acceptor) = &tcp.tls else {
+                        serve_connection(state.clone(), stream, None);
+                        continue;
+                    };
+                    match pending.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            state.tracker.spawn(serve_tls(
+                                state.clone(),
+                                stream,
+                                acceptor.clone(),
+                                permit,
+                            ));
                         }
-                        None => serve_connection(state.clone(), stream, None),
+                        Err(_) => debug!("too many TLS handshakes in progress; connection closed"),
                     }
                 }
-                Err(e) => warn!(error = %e, "tcp accept failed"),
+                Err(e) => {
+                    warn!(error = %e, "tcp accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
             },
             _ = shutdown.cancelled() => return,
         }
