@@ -129,6 +129,18 @@ async fn a_restart_keeps_every_record_and_id() {
             .collect::<Vec<_>>()
     };
     assert_eq!(key(&before), key(&after));
+    // Nor does a restart change any record afterwards: the monitor replays Docker's events
+    // from a second before it connected (b's start and stop among them), and must take the
+    // state from Docker, not from each old event. Give the replay time, then read
+    // everything after the last event before the restart: no update may be there.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut since = Events::new(c.events(Some(last_seq)).await.unwrap());
+    while let Some(e) = since.next(1).await {
+        assert!(
+            !matches!(&e.body, EventBody::ContainerUpdated(_)),
+            "a restart changed a record: {e:?}"
+        );
+    }
     // The token still works (it was a TCP client), and seq continues after the restart.
     let mut ev = Events::new(c.events(None).await.unwrap());
     c.start("b").await.unwrap();

@@ -189,11 +189,26 @@ impl Monitor {
         let Some(_op) = self.registry.try_lock(&rec.db_id) else {
             return;
         };
-        let (status, ip) = match e.kind {
-            EngineEventKind::Started => (RecordStatus::Running, self.ip_of(&e.container_id).await),
-            EngineEventKind::Died | EngineEventKind::Destroyed => (RecordStatus::Stopped, None),
+        // The event says the container changed; Docker says what it is now. The stream starts
+        // a second before the reconcile, so a replayed `start` must not undo a later `die`
+        // (the record would flap to running and back after a restart).
+        let (status, ip) = match self.engine.inspect(&e.container_id).await {
+            Ok(Some(state)) if state.running => (RecordStatus::Running, self.ip_from(state)),
+            Ok(_) => (RecordStatus::Stopped, None),
+            // The engine did not answer: go by the event.
+            Err(_) => match e.kind {
+                EngineEventKind::Started => (RecordStatus::Running, None),
+                EngineEventKind::Died | EngineEventKind::Destroyed => (RecordStatus::Stopped, None),
+            },
         };
         self.set_status(&rec.db_id, status, ip).await;
+    }
+
+    /// The address in an inspected state, when there is a container network.
+    fn ip_from(&self, state: super::engine::ContainerState) -> Option<String> {
+        (self.spec.docker().network != "none")
+            .then_some(state.ip_address)
+            .flatten()
     }
 
     /// A running container's address on the configured network.
