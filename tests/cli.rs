@@ -13,18 +13,12 @@ fn ctl(d: &Daemon, args: &[&str]) -> (i32, String, String) {
 
 /// Runs a prepared rexecctl command against the daemon's socket: exit code, stdout, stderr.
 fn run(mut cmd: Command, d: &Daemon, args: &[&str]) -> (i32, String, String) {
-    let out = cmd
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(args)
-        .env_remove("REXEC_URL")
-        .env_remove("REXEC_TOKEN")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    common::output(
+        cmd.arg("--socket")
+            .arg(&d.socket)
+            .args(args)
+            .env_remove("REXEC_URL")
+            .env_remove("REXEC_TOKEN"),
     )
 }
 
@@ -201,6 +195,12 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Session `t`, `width` × `height`, running `cmd`.
+    fn new_session(&self, width: u16, height: u16, cmd: &str) {
+        let (w, h) = (width.to_string(), height.to_string());
+        self.run(&["new-session", "-d", "-s", "t", "-x", &w, "-y", &h, cmd]);
+    }
+
     fn screen(&self) -> String {
         self.run(&["capture-pane", "-p", "-t", "t"])
     }
@@ -248,17 +248,7 @@ async fn rexecctl_shell_in_tmux_as_a_person_would() {
         modes.display(),
         result.display()
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &cmd,
-    ]);
+    tmux.new_session(100, 30, &cmd);
     // The prompt set-up wrote for ash.
     tmux.wait_for("root@box:/home/user#").await;
     // Type a command, see its output.
@@ -488,17 +478,7 @@ async fn rexecctl_create_in_tmux_shows_stages_and_the_pull() {
         d.socket.display(),
         image.reference,
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "100",
-        "-y",
-        "12",
-        &cmd,
-    ]);
+    tmux.new_session(100, 12, &cmd);
     // Mid-pull: the bar, its percentage and the bytes so far.
     let pulling = tmux.wait_for(" of ").await;
     assert!(

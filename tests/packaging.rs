@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SOCKET: &str = "/run/rexec/rexecd.sock";
 
@@ -52,16 +52,11 @@ fn group_exists(name: &str) -> bool {
 /// The installed rexecctl, as root over the default socket (no --socket: the defaults of
 /// client and daemon must agree).
 fn rexecctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("/usr/bin/rexecctl")
-        .args(args)
-        .env_remove("REXEC_URL")
-        .env_remove("REXEC_TOKEN")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    common::output(
+        Command::new("/usr/bin/rexecctl")
+            .args(args)
+            .env_remove("REXEC_URL")
+            .env_remove("REXEC_TOKEN"),
     )
 }
 
@@ -113,14 +108,7 @@ impl Installation {
 
     fn stop_daemon(&mut self) {
         if let Some(mut child) = self.daemon.take() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            common::terminate(&mut child, Duration::from_secs(15));
         }
     }
 }

@@ -113,17 +113,12 @@ fn curl(args: &[&str]) -> (i32, String) {
 }
 
 fn rexecctl(url: &str, token: &str, ca: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rexecctl"))
-        .args(["--url", url, "--token", token])
-        .arg("--cacert")
-        .arg(ca)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    common::output(
+        Command::new(env!("CARGO_BIN_EXE_rexecctl"))
+            .args(["--url", url, "--token", token])
+            .arg("--cacert")
+            .arg(ca)
+            .args(args),
     )
 }
 
