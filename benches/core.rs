@@ -4,7 +4,9 @@
 //! 2. the 202 latency itself (p50/p99), and what set-up adds to (1): no role (probe and
 //!    startup files) and the python role with every shell option on the debootstrap image;
 //! 3. `GET /api/containers/:id` throughput over the Unix socket vs dockerd's own
-//!    `GET /containers/{id}/json` over its socket, with the same client.
+//!    `GET /containers/{id}/json` over its socket, with the same client;
+//! 4. the same over loopback TCP, plain and TLS (keep-alive), and one request on a fresh
+//!    connection (TLS handshake included) vs dockerd's `GET /_ping` on a fresh connection.
 //!
 //! Run: `cargo bench --bench core` (needs the engine and test image: scripts/test-env.sh).
 //! Results go to stdout as a markdown table; docs/benchmarks.md records them.
@@ -16,15 +18,17 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::certs::Certs;
 use common::events::Events;
 use common::{create_req, Daemon};
 use rexec::api::{self, EventBody, Stage};
-use rexec::client::Client;
+use rexec::client::{Client, Endpoint};
 
 const CREATE_RUNS: usize = 30;
 const SETUP_RUNS: usize = 5;
 const GET_CONCURRENCY: usize = 8;
 const GET_REQUESTS: usize = 20_000;
+const FRESH_CONNECTIONS: usize = 200;
 
 fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -138,6 +142,22 @@ async fn throughput(client: Arc<Client>, path: String) -> f64 {
     (per_task * GET_CONCURRENCY) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// Median time of one request, each on a new connection (a new client, so no pooled one).
+async fn fresh_connection_ms(client: &Client, path: &str) -> f64 {
+    let mut samples = Vec::new();
+    for _ in 0..FRESH_CONNECTIONS {
+        let fresh = client.with_token(None);
+        let t = Instant::now();
+        let r = fresh
+            .raw(hyper::Method::GET, path, None, &[])
+            .await
+            .unwrap();
+        samples.push(ms(t.elapsed()));
+        assert!(r.status.is_success(), "{path}: {}", r.status);
+    }
+    percentile(&mut samples, 0.5)
+}
+
 #[tokio::main]
 async fn main() {
     let d = Daemon::start_with("[log]\nlevel = \"warn\"\n[tiers.enterprise]\ncontainers = 100\n");
@@ -193,6 +213,34 @@ async fn main() {
     )
     .await;
 
+    // 4. TCP, plain and TLS, on a second daemon with a certificate.
+    let plain_tcp = Arc::new(d.tcp_client(Some(&d.token_for("root", None).await)));
+    let plain_rps = throughput(plain_tcp.clone(), format!("/api/containers/{}", running.id)).await;
+    let certs = Certs::new();
+    let t = Daemon::start_with_server(&certs.server_config());
+    t.ready().await;
+    let tls_root = Client::with_ca_file(
+        Endpoint::Tcp(format!("https://{}", t.tcp)),
+        Some(t.token_for("root", None).await),
+        &certs.path("ca.pem"),
+    )
+    .unwrap();
+    let tls_made = t
+        .client()
+        .create_container(&create_req("alpine", Some("target")))
+        .await
+        .unwrap();
+    let tls_running = common::wait_running(&t.client(), &tls_made.db_id).await;
+    let tls_rps = throughput(
+        Arc::new(tls_root.with_token(Some(t.token_for("root", None).await))),
+        format!("/api/containers/{}", tls_running.id),
+    )
+    .await;
+    let docker_fresh = fresh_connection_ms(&docker_client, "/_ping").await;
+    let plain_fresh = fresh_connection_ms(&plain_tcp, "/health").await;
+    let tls_fresh = fresh_connection_ms(&tls_root, "/health").await;
+    t.client().delete(&tls_made.db_id).await.unwrap();
+
     println!("| measurement | rexecd | Docker baseline | ratio | target |");
     println!("| --- | --- | --- | --- | --- |");
     println!(
@@ -215,6 +263,22 @@ async fn main() {
     println!(
         "| same, peer-credential auth | {rexec_peer_rps:.0} req/s | {docker_rps:.0} req/s | {:.2}x | |",
         rexec_peer_rps / docker_rps
+    );
+    println!(
+        "| same over loopback TCP, plain HTTP, token auth | {plain_rps:.0} req/s | {docker_rps:.0} req/s | {:.2}x | |",
+        plain_rps / docker_rps
+    );
+    println!(
+        "| same over loopback TCP, TLS 1.3 (keep-alive), token auth | {tls_rps:.0} req/s | {docker_rps:.0} req/s | {:.2}x | |",
+        tls_rps / docker_rps
+    );
+    println!(
+        "| one request on a fresh connection, plain TCP `GET /health` (median of {FRESH_CONNECTIONS}) | {plain_fresh:.3} ms | dockerd `GET /_ping`, fresh Unix connection, {docker_fresh:.3} ms | {:.2}x | |",
+        plain_fresh / docker_fresh
+    );
+    println!(
+        "| same, TLS (handshake included, P-256 certificate) | {tls_fresh:.3} ms | {docker_fresh:.3} ms | {:.2}x | |",
+        tls_fresh / docker_fresh
     );
     root.delete(&made.db_id).await.unwrap();
 }
