@@ -11,6 +11,22 @@ fn ctl(d: &Daemon, args: &[&str]) -> (i32, String, String) {
     run(Command::new(env!("CARGO_BIN_EXE_rexecctl")), d, args)
 }
 
+/// rexecctl over the socket with a user's token: that user, not root.
+fn ctl_as(d: &Daemon, token: &str, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["--token", token];
+    all.extend_from_slice(args);
+    ctl(d, &all)
+}
+
+/// A user of `tier` made with rexecctl, and a token of theirs (also made with rexecctl).
+fn ctl_user(d: &Daemon, name: &str, tier: &str) -> String {
+    let (code, _, err) = ctl(d, &["user", "create", name, "--tier", tier]);
+    assert_eq!(code, 0, "{err}");
+    let (code, token, err) = ctl(d, &["token", "create", "--user", name]);
+    assert_eq!(code, 0, "{err}");
+    token.trim().to_string()
+}
+
 /// Runs a prepared rexecctl command against the daemon's socket: exit code, stdout, stderr.
 fn run(mut cmd: Command, d: &Daemon, args: &[&str]) -> (i32, String, String) {
     common::output(
@@ -35,11 +51,7 @@ async fn bootstrap_and_manage_containers() {
     assert!(token.starts_with("rexec_") && token.len() == 70, "{token}");
 
     // As ann, through the token, over the socket.
-    let as_ann = |args: &[&str]| {
-        let mut all = vec!["--token", token.as_str()];
-        all.extend_from_slice(args);
-        ctl(&d, &all)
-    };
+    let as_ann = |args: &[&str]| ctl_as(&d, &token, args);
     let (code, _, err) = as_ann(&["create", "--image", "alpine:latest", "-e", "novalue"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("expected KEY=VALUE"), "{err}");
@@ -282,14 +294,8 @@ async fn rexecctl_shell_in_tmux_as_a_person_would() {
 async fn create_with_shell_options_and_the_setup_command() {
     let d = Daemon::start();
     d.ready().await;
-    ctl(&d, &["user", "create", "ann", "--tier", "free"]);
-    let (_, token, _) = ctl(&d, &["token", "create", "--user", "ann"]);
-    let token = token.trim().to_string();
-    let as_ann = |args: &[&str]| {
-        let mut all = vec!["--token", token.as_str()];
-        all.extend_from_slice(args);
-        ctl(&d, &all)
-    };
+    let token = ctl_user(&d, "ann", "free");
+    let as_ann = |args: &[&str]| ctl_as(&d, &token, args);
     // The busybox image has no package manager: git for the aliases cannot be installed.
     let (code, out, err) = as_ann(&[
         "create",
@@ -380,14 +386,8 @@ async fn catalog_status_admin_and_token_commands_with_their_errors() {
     assert!(text.contains(quota), "{text}");
 
     // Users: create, set-tier, the limit, rm refused while they own containers.
-    ctl(&d, &["user", "create", "gus", "--tier", "guest"]);
-    let (_, token, _) = ctl(&d, &["token", "create", "--user", "gus"]);
-    let token = token.trim().to_string();
-    let as_gus = |args: &[&str]| {
-        let mut all = vec!["--token", token.as_str()];
-        all.extend_from_slice(args);
-        ctl(&d, &all)
-    };
+    let token = ctl_user(&d, "gus", "guest");
+    let as_gus = |args: &[&str]| ctl_as(&d, &token, args);
     let (code, out, err) = as_gus(&[
         "create", "--image", "alpine", "--name", "a", "--role", "barebone",
     ]);
@@ -631,9 +631,7 @@ async fn every_command_reports_an_unreachable_daemon_and_unknown_containers() {
         .await
         .unwrap();
     common::wait_running(&c, &theirs.db_id).await;
-    ctl(&d, &["user", "create", "bob", "--tier", "free"]);
-    let (_, bob, _) = ctl(&d, &["token", "create", "--user", "bob"]);
-    let bob = bob.trim().to_string();
+    let bob = ctl_user(&d, "bob", "free");
     for id in ["nope", "annbox", theirs.db_id.as_str()] {
         for args in [
             vec!["get", id],
@@ -644,9 +642,7 @@ async fn every_command_reports_an_unreachable_daemon_and_unknown_containers() {
             vec!["shell", id],
             vec!["setup", id],
         ] {
-            let mut all = vec!["--token", bob.as_str()];
-            all.extend_from_slice(&args);
-            let (code, out, err) = ctl(&d, &all);
+            let (code, out, err) = ctl_as(&d, &bob, &args);
             assert_eq!(
                 (code, err.trim()),
                 (1, "rexecctl: container not found"),
