@@ -3,7 +3,8 @@
 # any number of times, on a fresh Debian 12 machine or on one already set up.
 #
 #   - installs docker.io, docker-registry, busybox-static, tmux, ca-certificates, curl,
-#     debootstrap, shellcheck, openssl, man-db (the packaging test checks the man pages)
+#     debootstrap, shellcheck, openssl, man-db (the packaging test checks the man pages),
+#     systemd (systemd-socket-activate, systemd-analyze), binutils (strip, for the .deb)
 #   - starts a Docker engine (dockerd --bridge=none --iptables=false) unless one answers
 #   - builds the test image rexec-test/busybox:latest from Debian's busybox-static
 #   - builds rexec-test/debian:bookworm with debootstrap (bash, tmux, zsh, git, python, poetry)
@@ -29,7 +30,7 @@ REGISTRY_ADDR=127.0.0.1:5000
 REGISTRY_URL=http://$REGISTRY_ADDR
 TEST_IMAGE=rexec-test/busybox:latest
 REGISTRY_IMAGE=$REGISTRY_ADDR/rexec/busybox:latest
-PACKAGES=(docker.io docker-registry busybox-static tmux ca-certificates curl debootstrap shellcheck openssl man-db)
+PACKAGES=(docker.io docker-registry busybox-static tmux ca-certificates curl debootstrap shellcheck openssl man-db systemd binutils)
 # `--engine-only`: just a running Docker engine (scripts/run.sh uses it).
 ENGINE_ONLY=0
 if [[ ${1:-} == --engine-only ]]; then
